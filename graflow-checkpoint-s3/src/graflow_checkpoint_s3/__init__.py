@@ -1,0 +1,1 @@
+"""graflow-checkpoint-s3."""

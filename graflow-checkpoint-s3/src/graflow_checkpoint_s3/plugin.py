@@ -1,0 +1,1 @@
+"""Entry point of graflow-checkpoint-s3 (filled by its issue)."""

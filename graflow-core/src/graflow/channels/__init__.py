@@ -1,0 +1,15 @@
+"""Channels: the key-value store a run's tasks share."""
+
+from graflow.channels.base import Channel
+from graflow.channels.memory import MemoryChannel
+from graflow.channels.typed import TypedChannel
+from graflow.channels.views import JournalChannel, NamespacedChannel, apply_channel_ops
+
+__all__ = [
+    "Channel",
+    "JournalChannel",
+    "MemoryChannel",
+    "NamespacedChannel",
+    "TypedChannel",
+    "apply_channel_ops",
+]

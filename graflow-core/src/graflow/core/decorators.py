@@ -1,0 +1,60 @@
+"""``@task``: turn a function into a TaskWrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, overload
+
+from graflow.core.task import TaskWrapper
+
+
+@overload
+def task(func: Callable[..., Any], /) -> TaskWrapper: ...
+
+
+@overload
+def task(
+    id: str | None = None,
+    /,
+    *,
+    inject_context: bool = False,
+    handler: str | None = None,
+    max_cycles: int | None = None,
+) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
+
+
+@overload
+def task(
+    *,
+    id: str | None = None,
+    inject_context: bool = False,
+    handler: str | None = None,
+    max_cycles: int | None = None,
+) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
+
+
+def task(
+    func_or_id: Callable[..., Any] | str | None = None,
+    /,
+    *,
+    id: str | None = None,
+    inject_context: bool = False,
+    handler: str | None = None,
+    max_cycles: int | None = None,
+) -> TaskWrapper | Callable[[Callable[..., Any]], TaskWrapper]:
+    """Make a task: ``@task``, ``@task("id")`` or ``@task(id=..., inject_context=True, handler="name",
+    max_cycles=N)``. The task id defaults to the function's name."""
+    if callable(func_or_id):
+        return TaskWrapper(func_or_id.__name__, func_or_id)
+    task_id = func_or_id if isinstance(func_or_id, str) else id
+
+    def decorate(func: Callable[..., Any]) -> TaskWrapper:
+        return TaskWrapper(
+            task_id or func.__name__,
+            func,
+            inject_context=inject_context,
+            handler=handler,
+            max_cycles=max_cycles,
+        )
+
+    return decorate

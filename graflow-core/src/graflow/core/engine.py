@@ -1,0 +1,492 @@
+"""WorkflowEngine: takes ready tasks from the run's queue and executes them until none are left.
+
+The loop is the hot path (performance issue: ≤5 µs per no-op task). Everything that can be decided
+once per run is decided before it starts: which lifecycle hooks have implementations, whether per-task
+log events are enabled, the handler for each name. Per task it does dictionary work only: no graph
+scans, no signature inspection, no context rebuilt, no record kept per loop iteration.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from graflow.channels.views import apply_channel_ops
+from graflow.coordination.base import MemberOutcome, MemberRun
+from graflow.core.context import ExecutionContext, TaskExecutionContext
+from graflow.core.execution import execute
+from graflow.core.graph import ACTIVE_GRAPH, TaskGraph
+from graflow.core.handler import DirectTaskHandler, TaskHandler
+from graflow.core.remote import RemoteRequest
+from graflow.core.task import Executable, ParallelGroup, TaskWrapper
+from graflow.exceptions import (
+    DuplicateTaskError,
+    GraflowError,
+    MaxCyclesExceededError,
+    MaxStepsExceededError,
+    ParallelGroupError,
+    TaskExecutionError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+    WorkflowCancelledError,
+)
+from graflow.plugins.manager import PluginHost, default_host
+from graflow.policies import ErrorHandlingPolicy, NamedPolicy
+from graflow.queue.base import TaskSpec
+
+log = structlog.get_logger("graflow.engine")
+
+
+def _debug_enabled(logger: Any) -> bool:
+    """Per-task events are DEBUG, and only emitted when the application configured structlog to want them."""
+    if not structlog.is_configured():
+        return False
+    check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
+    return bool(check(logging.DEBUG)) if check is not None else True
+
+
+class WorkflowEngine:
+    """Executes runs. Handlers come from plugins (by name) and from :meth:`register_handler`.
+
+    ``plugins`` adds plugin objects or modules that are not installed as packages; ``config`` is
+    passed to handler factories and coordinators.
+    """
+
+    def __init__(self, plugins: Iterable[object] | None = None, config: Mapping[str, Any] | None = None) -> None:
+        plugin_list = list(plugins or ())
+        self.host: PluginHost = PluginHost(plugin_list) if plugin_list else default_host()
+        self.config: dict[str, Any] = dict(config or {})
+        self._handlers: dict[str, TaskHandler] = {"direct": DirectTaskHandler()}
+        self._registered: set[str] = set()
+
+    # --- handlers ----------------------------------------------------------------------------------
+
+    def register_handler(self, name: str, handler: TaskHandler) -> None:
+        """Use ``handler`` for tasks declared with ``@task(handler=name)``, wherever this engine runs them."""
+        if not isinstance(handler, TaskHandler):
+            raise TypeError(f"register_handler({name!r}, ...) expects a TaskHandler instance, got {handler!r}")
+        self._handlers[name] = handler
+        self._registered.add(name)
+
+    def handler(self, name: str) -> TaskHandler:
+        """The handler for ``name``: registered on this engine, else built once from a plugin."""
+        found = self._handlers.get(name)
+        if found is None:
+            try:
+                registration = self.host.get("handler", name)
+            except LookupError as exc:
+                if self._registered:
+                    exc.add_note(f"Handlers registered on this engine: {', '.join(sorted(self._registered))}.")
+                raise
+            found = registration.factory(self.config)
+            self._handlers[name] = found
+        return found
+
+    # --- runs --------------------------------------------------------------------------------------
+
+    def execute(self, context: ExecutionContext, start_task_id: str | None = None) -> Any:
+        """Run until the queue is empty; returns the result of the last task executed.
+
+        ``start_task_id`` queues one more task first (e.g. to re-run a step of a resumed run).
+        """
+        if start_task_id is not None:
+            context.graph.get(start_task_id)
+            context.queue.put(TaskSpec(start_task_id))
+        run_id = uuid.uuid4().hex[:12]
+        rlog = log.bind(session_id=context.session_id, run_id=run_id)
+        hooks = self.host.lifecycle
+        started = time.perf_counter()
+        rlog.info("workflow_started", pending=len(context.queue))
+        if hooks["graflow_run_started"] is not None:
+            hooks["graflow_run_started"](
+                run_id=run_id, session_id=context.session_id, start_tasks=[s.task_id for s in context.queue.pending()]
+            )
+        token = ACTIVE_GRAPH.set(None)  # tasks built while running must not attach themselves to a workflow
+        error: BaseException | None = None
+        try:
+            return _Run(self, context, run_id, rlog).loop()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            ACTIVE_GRAPH.reset(token)
+            duration = time.perf_counter() - started
+            if error is None:
+                rlog.info("workflow_finished", steps=context.steps, duration_s=round(duration, 6))
+            else:
+                rlog.error("workflow_failed", steps=context.steps, error=f"{type(error).__name__}: {error}")
+            if hooks["graflow_run_finished"] is not None:
+                hooks["graflow_run_finished"](
+                    run_id=run_id, session_id=context.session_id, duration_s=duration, steps=context.steps, error=error
+                )
+
+
+class _Run:
+    """One ``execute`` call: the loop and the bookkeeping it shares with parallel groups."""
+
+    def __init__(self, engine: WorkflowEngine, ctx: ExecutionContext, run_id: str, rlog: Any) -> None:
+        self.engine = engine
+        self.ctx = ctx
+        self.run_id = run_id
+        self.rlog = rlog
+        self.debug = _debug_enabled(rlog)
+        hooks = engine.host.lifecycle
+        self.on_started = hooks["graflow_task_started"]
+        self.on_succeeded = hooks["graflow_task_succeeded"]
+        self.on_failed = hooks["graflow_task_failed"]
+        self.timed = self.debug or self.on_succeeded is not None or self.on_failed is not None
+        graph = ctx.graph
+        pending_ids = [s.task_id for s in ctx.queue.pending()]
+        if ctx.current_task is not None:
+            pending_ids.append(ctx.current_task.task_id)
+        # Only predecessors this run can reach are waited for (a start node in the middle of a graph).
+        self.reachable = graph.reachable_from([*ctx.start_nodes, *pending_ids, *ctx.completed])
+        default_cycles = ctx.config.get("max_cycles", engine.config.get("max_cycles"))
+        self.default_max_cycles: int | None = int(default_cycles) if default_cycles else None
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def loop(self) -> Any:
+        ctx = self.ctx
+        graph = ctx.graph
+        nodes = graph.nodes
+        queue_get = ctx.queue.get
+        results = ctx.results
+        cycles = ctx.cycle_counts
+        handlers = self.engine._handlers
+        max_steps = ctx.max_steps
+        default_max_cycles = self.default_max_cycles
+        last_result: Any = None
+        while (spec := queue_get()) is not None:
+            task_id = spec.task_id
+            if ctx.steps >= max_steps:
+                ctx.queue.put(spec)  # keep it pending: a checkpoint taken now must still contain it
+                raise MaxStepsExceededError(max_steps, task_id)
+            ctx.steps += 1
+            task = nodes.get(task_id)
+            if task is None:
+                raise TaskNotFoundError(task_id, list(nodes))
+            cycle = cycles.get(task_id, 0) + 1
+            limit = getattr(task, "max_cycles", None) or default_max_cycles
+            if limit is not None and cycle > limit:
+                raise MaxCyclesExceededError(task_id, limit)
+            cycles[task_id] = cycle
+            ctx.current_task = spec
+            tctx = TaskExecutionContext(ctx, task_id, cycle, spec.data)
+            if type(task) is TaskWrapper:
+                handler = handlers.get(task.handler) or self.engine.handler(task.handler)
+                if self.timed or self.on_started is not None:
+                    result = self._execute_observed(handler, task, tctx)
+                else:
+                    try:
+                        result = execute(handler, task, tctx)
+                    except BaseException as exc:
+                        self._failed(task_id, cycle, 0.0, exc)
+                        raise TaskExecutionError(task_id, exc) from exc
+            elif isinstance(task, ParallelGroup):
+                result = self.run_group(task, tctx)
+            else:
+                raise GraflowError(f"graph node {task_id!r} is not executable: {task!r}")
+            results[task_id] = result
+            last_result = result
+            ctx.current_task = None
+            if self._advance(task_id, tctx):
+                break
+        return last_result
+
+    def _execute_observed(self, handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
+        task_id, cycle = task.task_id, tctx.cycle_count
+        if self.on_started is not None:
+            self.on_started(run_id=self.run_id, session_id=self.ctx.session_id, task_id=task_id, cycle=cycle)
+        if self.debug:
+            self.rlog.debug("task_started", task_id=task_id, cycle=cycle)
+        t0 = time.perf_counter()
+        try:
+            result = execute(handler, task, tctx)
+        except BaseException as exc:
+            self._failed(task_id, cycle, time.perf_counter() - t0, exc)
+            raise TaskExecutionError(task_id, exc) from exc
+        self._succeeded(task_id, cycle, time.perf_counter() - t0, result)
+        return result
+
+    def _succeeded(self, task_id: str, cycle: int, duration: float, result: Any) -> None:
+        if self.debug:
+            self.rlog.debug("task_succeeded", task_id=task_id, cycle=cycle, duration_s=round(duration, 6))
+        if self.on_succeeded is not None:
+            self.on_succeeded(
+                run_id=self.run_id,
+                session_id=self.ctx.session_id,
+                task_id=task_id,
+                cycle=cycle,
+                duration_s=duration,
+                result=result,
+            )
+
+    def _failed(self, task_id: str, cycle: int, duration: float, exc: BaseException) -> None:
+        self.rlog.error("task_failed", task_id=task_id, cycle=cycle, error=f"{type(exc).__name__}: {exc}")
+        if self.on_failed is not None:
+            self.on_failed(
+                run_id=self.run_id,
+                session_id=self.ctx.session_id,
+                task_id=task_id,
+                cycle=cycle,
+                duration_s=duration,
+                error=exc,
+            )
+
+    def _advance(self, task_id: str, tctx: TaskExecutionContext) -> bool:
+        """Apply what the task asked for, then release its successors. True ends the run."""
+        ctx = self.ctx
+        put = ctx.queue.put
+        if tctx._next_tasks:
+            for dynamic in tctx._next_tasks:
+                self._add_dynamic(task_id, dynamic)
+                put(TaskSpec(dynamic.task_id))
+        if tctx._control is not None:
+            kind, message = tctx._control
+            if kind == "cancel":
+                raise WorkflowCancelledError(message, task_id)
+            self.rlog.info("workflow_terminated", task_id=task_id, message=message)
+            ctx.queue.clear()
+            ctx.completed.add(task_id)
+            return True
+        if tctx._iterate is not None:
+            put(TaskSpec(task_id, tctx._iterate[0]))
+        else:
+            ctx.completed.add(task_id)
+            if not tctx._goto:
+                self._release_successors(task_id)
+        if tctx._checkpoint is not None:
+            self._write_checkpoint(*tctx._checkpoint)
+        return False
+
+    def _release_successors(self, task_id: str) -> None:
+        graph = self.ctx.graph
+        waiting = self.ctx.waiting
+        put = self.ctx.queue.put
+        for succ in graph.successors[task_id]:
+            remaining = waiting.get(succ)
+            if remaining is None:
+                reachable = self.reachable
+                remaining = sum(1 for p in graph.predecessors[succ] if p in reachable)
+            remaining -= 1
+            if remaining <= 0:
+                waiting.pop(succ, None)
+                put(TaskSpec(succ))
+            else:
+                waiting[succ] = remaining
+
+    def _add_dynamic(self, parent_id: str, task: Executable) -> None:
+        graph: TaskGraph = self.ctx.graph
+        existing = graph.nodes.get(task.task_id)
+        if existing is task:
+            return
+        if existing is not None:
+            if task.task_id not in graph.dynamic:
+                raise DuplicateTaskError(task.task_id)
+            graph.nodes[task.task_id] = task  # a dynamic task re-created with the same id replaces itself
+            return
+        task._attach(graph)
+        graph.dynamic.add(task.task_id)
+        if parent_id not in graph.member_of:
+            graph.add_edge(parent_id, task.task_id)
+        self.reachable.add(task.task_id)
+
+    def _write_checkpoint(self, metadata: dict[str, Any], path: str | None) -> None:
+        from graflow.checkpoint.manager import CheckpointManager
+
+        written, _ = CheckpointManager.create_checkpoint(self.ctx, metadata=metadata, path=path)
+        self.rlog.info("checkpoint_written", path=written)
+
+    # --- parallel groups ---------------------------------------------------------------------------
+
+    def run_group(self, group: ParallelGroup, parent: TaskExecutionContext) -> dict[str, Any]:
+        """Run every member to completion (the barrier), then apply the group's error policy.
+
+        Returns ``{member_id: result}`` of the members that succeeded. Members' ``next_task`` requests
+        become successors of the group; their checkpoint requests are written after the barrier.
+        """
+        ctx = self.ctx
+        options = {**self.engine.config, **ctx.config, **group.execution_options}
+        factory = self.engine.host.get("coordination backend", group.backend).factory
+        coordinator = factory(options)
+        runner = _MemberRunner(self, group)
+        timeout = options.get("group_timeout")
+        deadline = time.monotonic() + float(timeout) if timeout else None
+        cycles = ctx.cycle_counts
+        expected: set[tuple[str, int]] = set()
+        failures: dict[str, BaseException] = {}
+        successes: list[str] = []
+        checkpoints: list[tuple[dict[str, Any], str | None]] = []
+        first = [MemberRun(m.task_id, cycles.get(m.task_id, 0) + 1) for m in group.members]
+        expected.update((r.task_id, r.cycle) for r in first)
+        if self.debug:
+            self.rlog.debug("group_started", group_id=group.task_id, members=len(first), backend=group.backend)
+        coordinator.open(runner)
+        try:
+            coordinator.submit(first)
+            while expected:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                outcomes = coordinator.collect(wait)
+                if not outcomes:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise TaskTimeoutError(
+                            f"parallel group {group.task_id!r} timed out after {timeout}s with "
+                            f"{len(expected)} member runs unfinished: {sorted(t for t, _ in expected)[:10]}"
+                        )
+                    continue
+                again = []
+                for outcome in outcomes:
+                    key = (outcome.task_id, outcome.cycle)
+                    if key not in expected:
+                        continue  # a redelivered duplicate: the first outcome counted
+                    expected.discard(key)
+                    run = self._settle_member(group, outcome, parent, failures, successes, checkpoints)
+                    if run is not None:
+                        expected.add((run.task_id, run.cycle))
+                        again.append(run)
+                if again:
+                    coordinator.submit(again)
+        finally:
+            coordinator.close()
+        self._apply_policy(group, failures, successes)
+        for metadata, path in checkpoints:
+            parent._checkpoint = (metadata, path)  # written by _advance, after the group's successors queue
+        return {task_id: ctx.results.get(task_id) for task_id in successes}
+
+    def _settle_member(
+        self,
+        group: ParallelGroup,
+        outcome: MemberOutcome,
+        parent: TaskExecutionContext,
+        failures: dict[str, BaseException],
+        successes: list[str],
+        checkpoints: list[tuple[dict[str, Any], str | None]],
+    ) -> MemberRun | None:
+        """Record one member outcome; returns the next run when the member asked for an iteration."""
+        ctx = self.ctx
+        ctx.steps += 1
+        if ctx.steps > ctx.max_steps:
+            raise MaxStepsExceededError(ctx.max_steps, outcome.task_id)
+        ctx.cycle_counts[outcome.task_id] = outcome.cycle
+        if outcome.channel_ops:
+            apply_channel_ops(ctx.channel, outcome.channel_ops)
+        if outcome.error is not None:
+            failures[outcome.task_id] = outcome.error
+            if outcome.worker_id is not None:  # in-process members reported this already
+                self._failed(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.error)
+            return None
+        ctx.results[outcome.task_id] = outcome.result
+        if outcome.worker_id is not None:
+            self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result)
+        for task, goto in outcome.next_tasks:
+            parent.next_task(task, goto=goto)
+        if outcome.control is not None:
+            parent._control = outcome.control
+        if outcome.checkpoint is not None:
+            checkpoints.append(outcome.checkpoint)
+        if outcome.iterate is not None:
+            member = ctx.graph.nodes[outcome.task_id]
+            limit = getattr(member, "max_cycles", None) or self.default_max_cycles
+            if limit is not None and outcome.cycle + 1 > limit:
+                failures[outcome.task_id] = MaxCyclesExceededError(outcome.task_id, limit)
+                return None
+            return MemberRun(outcome.task_id, outcome.cycle + 1, outcome.iterate[0])
+        ctx.completed.add(outcome.task_id)
+        successes.append(outcome.task_id)
+        return None
+
+    def _apply_policy(self, group: ParallelGroup, failures: dict[str, BaseException], successes: list[str]) -> None:
+        if not failures:
+            return
+        policy = group.policy or ErrorHandlingPolicy.STRICT
+        if isinstance(policy, NamedPolicy):
+            policy = self.engine.host.get("policy", policy.policy_name).factory(**policy.options)
+        failed = [(task_id, f"{type(exc).__name__}: {exc}") for task_id, exc in failures.items()]
+        if policy.should_fail(failed, list(successes)):
+            listing = "; ".join(f"{t} ({m})" for t, m in failed)
+            raise ParallelGroupError(
+                f"parallel group {group.task_id!r} failed under policy {policy.describe()}: "
+                f"{len(failed)} of {len(failed) + len(successes)} members failed: {listing}",
+                group_id=group.task_id,
+                failed_tasks=failed,
+                successful_tasks=successes,
+                errors=failures,
+            )
+        self.rlog.warning(
+            "group_members_failed", group_id=group.task_id, policy=policy.describe(), failed=[t for t, _ in failed]
+        )
+
+
+class _MemberRunner:
+    """Executes members for coordinators: in this process, or as a request for another one."""
+
+    def __init__(self, run: _Run, group: ParallelGroup) -> None:
+        self._run = run
+        self.context = run.ctx
+        self.group = group
+
+    def _member(self, task_id: str) -> Executable:
+        return self.context.graph.get(task_id)
+
+    def run_member(self, run: MemberRun) -> MemberOutcome:
+        r = self._run
+        member = self._member(run.task_id)
+        tctx = TaskExecutionContext(self.context, run.task_id, run.cycle, run.data)
+        outcome = MemberOutcome(run.task_id, run.cycle)
+        try:
+            if isinstance(member, ParallelGroup):
+                outcome.result = r.run_group(member, tctx)
+            elif isinstance(member, TaskWrapper):
+                handler = r.engine.handler(member.handler)
+                if r.timed or r.on_started is not None:
+                    outcome.result = r._execute_observed(handler, member, tctx)
+                else:
+                    outcome.result = execute(handler, member, tctx)
+            else:
+                raise GraflowError(f"group member {run.task_id!r} is not executable: {member!r}")
+        except TaskExecutionError as exc:
+            outcome.error = exc.original
+            return outcome
+        except BaseException as exc:
+            if not r.timed:
+                r._failed(run.task_id, run.cycle, 0.0, exc)
+            outcome.error = exc
+            return outcome
+        outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
+        outcome.iterate = tctx._iterate
+        outcome.control = tctx._control
+        outcome.checkpoint = tctx._checkpoint
+        return outcome
+
+    def build_request(self, run: MemberRun) -> RemoteRequest:
+        member = self._member(run.task_id)
+        if not isinstance(member, TaskWrapper):
+            raise GraflowError(
+                f"group member {run.task_id!r} is a {type(member).__name__}; only tasks can run in another "
+                "process. Give the nested group its own stage (a >> (b | c) >> d) or run it with threading."
+            )
+        ctx = self.context
+        tctx = TaskExecutionContext(ctx, run.task_id, run.cycle, run.data)
+        engine = self._run.engine
+        shared = ctx.channel_backend != "memory"
+        channel_data = None
+        if not shared:
+            snapshot = getattr(ctx.channel, "snapshot", None)
+            channel_data = snapshot() if snapshot is not None else ctx.channel.items()
+        return RemoteRequest(
+            session_id=ctx.session_id,
+            task=member,
+            cycle=run.cycle,
+            kwargs=member.resolve_kwargs(tctx),
+            data=run.data,
+            channel_backend=ctx.channel_backend,
+            channel_config=dict(ctx.config) if shared else {},
+            channel_data=channel_data,
+            handler=engine._handlers[member.handler] if member.handler in engine._registered else None,
+        )

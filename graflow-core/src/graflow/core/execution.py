@@ -1,0 +1,39 @@
+"""One task execution through its handler: shared by the engine, group members and remote workers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from graflow.core.context import _CURRENT_TASK, TaskExecutionContext
+from graflow.core.handler import DirectTaskHandler, TaskHandler
+
+if TYPE_CHECKING:
+    from graflow.core.task import TaskWrapper
+
+_UNSET: Any = object()
+
+
+def execute(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
+    """Run ``task`` with ``handler`` and return its result.
+
+    The direct handler is inlined (no context variable, no result bookkeeping): it is the hot path.
+    Other handlers see the execution through ``task.run()``; their result is what they returned,
+    else what they recorded with ``context.set_result``, else ``None`` (spec section 4 shows both).
+    """
+    if type(handler) is DirectTaskHandler:
+        return task.invoke(tctx)
+    ectx = tctx.execution_context
+    results = ectx.results
+    previous = results.pop(task.task_id, _UNSET)
+    token = _CURRENT_TASK.set(tctx)
+    try:
+        returned = handler.execute_task(task, ectx)
+    except BaseException:
+        if previous is not _UNSET:
+            results[task.task_id] = previous
+        raise
+    finally:
+        _CURRENT_TASK.reset(token)
+    if returned is not None:
+        return returned
+    return results.get(task.task_id)

@@ -1,0 +1,256 @@
+"""Running a task in another process: the request, the signed payload, and the outcome that returns.
+
+Shared by every backend that executes tasks away from the run (the multiprocessing coordinator,
+graflow-redis workers, the graflow-docker handler), so they agree on one format:
+
+* the host resolves the task's arguments (results, channel, iteration data) and builds a
+  :class:`RemoteRequest`; the far side never needs the graph or the run's results;
+* the request travels as a payload: a JSON header (versions, task id) that is checked *before*
+  anything is unpickled, then cloudpickle. With a key (``GRAFLOW_SECRET_KEY`` or config
+  ``secret_key``) the payload carries an HMAC-SHA256 over both, and a payload that is unsigned or
+  tampered is refused without being loaded: unpickling runs code;
+* the far side runs it with :func:`run_request` and returns a
+  :class:`~graflow.coordination.base.MemberOutcome`: result or exception (with the far traceback as
+  a note), channel journal, ``next_task``/``next_iteration`` requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import platform
+import struct
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cloudpickle
+
+from graflow.channels.base import Channel
+from graflow.channels.memory import MemoryChannel
+from graflow.channels.views import JournalChannel
+from graflow.coordination.base import MemberOutcome
+from graflow.core.context import TaskExecutionContext
+from graflow.core.execution import execute
+from graflow.core.handler import TaskHandler
+from graflow.core.task import TaskWrapper
+from graflow.exceptions import PayloadRejectedError, RemoteTaskError, SerializationError
+from graflow.queue.base import NO_DATA
+
+MAGIC = b"GFL1"
+SECRET_KEY_ENV = "GRAFLOW_SECRET_KEY"
+
+
+def runtime_versions() -> dict[str, str]:
+    """The versions that must match between the sender and the executor of a payload."""
+    from graflow.plugins.manager import core_version
+
+    return {
+        "python": ".".join(platform.python_version_tuple()[:2]),
+        "cloudpickle": str(cloudpickle.__version__),
+        "graflow-core": core_version(),
+    }
+
+
+def secret_key(config: Mapping[str, Any] | None = None) -> bytes | None:
+    """The payload signing key from config ``secret_key`` or ``GRAFLOW_SECRET_KEY``, if any."""
+    raw = (config or {}).get("secret_key") or os.environ.get(SECRET_KEY_ENV)
+    if not raw:
+        return None
+    return raw if isinstance(raw, bytes) else str(raw).encode()
+
+
+@attrs.define
+class RemoteRequest:
+    """One member execution, ready to ship. ``channel_backend``/``channel_config`` name a shared
+    channel the far side connects to; otherwise ``channel_data`` is a snapshot and writes come back
+    as a journal."""
+
+    session_id: str
+    task: TaskWrapper
+    cycle: int
+    kwargs: dict[str, Any]
+    data: Any = NO_DATA
+    channel_backend: str = "memory"
+    channel_config: dict[str, Any] = attrs.Factory(dict)
+    channel_data: dict[str, Any] | None = None
+    handler: TaskHandler | None = None  # a handler registered on the submitting engine, shipped along
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+
+# --- payloads ------------------------------------------------------------------------------------
+
+
+def _pack(obj: Any, header: dict[str, Any], key: bytes | None, what: str) -> bytes:
+    try:
+        body = cloudpickle.dumps(obj)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot pickle {what} to send it to another process: {type(exc).__name__}: {exc}. "
+            "Tasks, their arguments and results must be picklable by cloudpickle (no open files, "
+            "sockets, locks or live clients: create those inside the task)."
+        ) from exc
+    head = json.dumps(header, separators=(",", ":")).encode()
+    framed = struct.pack(">I", len(head)) + head + body
+    if key is None:
+        return MAGIC + b"U" + framed
+    return MAGIC + b"S" + hmac.new(key, framed, hashlib.sha256).digest() + framed
+
+
+def _unpack(payload: bytes, key: bytes | None, check_versions: bool) -> tuple[dict[str, Any], bytes]:
+    if payload[:4] != MAGIC:
+        raise PayloadRejectedError("not a Graflow payload (bad magic bytes); refusing to load it")
+    kind = payload[4:5]
+    if kind == b"S":
+        digest, framed = payload[5:37], payload[37:]
+        if key is None:
+            raise PayloadRejectedError(
+                "payload is signed but this process has no key; set GRAFLOW_SECRET_KEY like the sender"
+            )
+        if not hmac.compare_digest(digest, hmac.new(key, framed, hashlib.sha256).digest()):
+            raise PayloadRejectedError("payload signature does not match: tampered, or signed with another key")
+    elif kind == b"U":
+        framed = payload[5:]
+        if key is not None:
+            raise PayloadRejectedError(
+                "payload is unsigned but a secret key is set here; refusing to unpickle it. "
+                "Set the same GRAFLOW_SECRET_KEY on the submitting side."
+            )
+    else:
+        raise PayloadRejectedError("unknown payload kind; refusing to load it")
+    (length,) = struct.unpack(">I", framed[:4])
+    header = json.loads(framed[4 : 4 + length])
+    if check_versions:
+        mine = runtime_versions()
+        theirs = header.get("versions", {})
+        diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+        if diff:
+            parts = ", ".join(f"{k}: sender {a} vs here {b}" for k, (a, b) in diff.items())
+            raise PayloadRejectedError(
+                f"version mismatch for task {header.get('task_id')!r} ({parts}); run the same Python, "
+                "cloudpickle and graflow-core versions on both sides"
+            )
+    return header, framed[4 + length :]
+
+
+def dumps_request(request: RemoteRequest, key: bytes | None = None) -> bytes:
+    header = {"task_id": request.task_id, "cycle": request.cycle, "versions": runtime_versions()}
+    return _pack(request, header, key, f"task {request.task_id!r}")
+
+
+def loads_request(payload: bytes, key: bytes | None = None, check_versions: bool = True) -> RemoteRequest:
+    """Verify, then unpickle. Raises :class:`PayloadRejectedError` without loading a bad payload."""
+    _, body = _unpack(payload, key, check_versions)
+    request = cloudpickle.loads(body)
+    if not isinstance(request, RemoteRequest):
+        raise PayloadRejectedError(f"payload holds {type(request).__name__}, not a RemoteRequest")
+    return request
+
+
+def peek_header(payload: bytes) -> dict[str, Any]:
+    """The JSON header (task id, versions) without verifying or loading the body."""
+    if payload[:4] != MAGIC:
+        return {}
+    offset = 37 if payload[4:5] == b"S" else 5
+    (length,) = struct.unpack(">I", payload[offset : offset + 4])
+    header: dict[str, Any] = json.loads(payload[offset + 4 : offset + 4 + length])
+    return header
+
+
+def dumps_outcome(outcome: MemberOutcome, key: bytes | None = None) -> bytes:
+    header = {"task_id": outcome.task_id, "versions": runtime_versions()}
+    try:
+        return _pack(outcome, header, key, f"the outcome of task {outcome.task_id!r}")
+    except SerializationError as exc:
+        # The result or the exception cannot travel: send a description instead of losing it.
+        error = outcome.error
+        if error is None:
+            replacement = RemoteTaskError("SerializationError", str(exc), "")
+        else:
+            notes = "\n".join(getattr(error, "__notes__", []))
+            replacement = RemoteTaskError(type(error).__name__, str(error), notes)
+        slim = attrs.evolve(outcome, result=None, error=replacement, next_tasks=[], channel_ops=None)
+        return _pack(slim, header, key, "an error report")
+
+
+def loads_outcome(payload: bytes, key: bytes | None = None) -> MemberOutcome:
+    _, body = _unpack(payload, key, check_versions=False)
+    outcome = cloudpickle.loads(body)
+    if not isinstance(outcome, MemberOutcome):
+        raise PayloadRejectedError(f"payload holds {type(outcome).__name__}, not a MemberOutcome")
+    return outcome
+
+
+# --- the far side -------------------------------------------------------------------------------
+
+
+class RemoteExecutionContext:
+    """The part of an ExecutionContext a task sees when it runs in another process."""
+
+    def __init__(self, session_id: str, channel: Channel, config: Mapping[str, Any]) -> None:
+        self.session_id = session_id
+        self.channel = channel
+        self.config = dict(config)
+        self.results: dict[str, Any] = {}
+        self.graph = None
+
+    def set_result(self, task_id: str, value: Any) -> None:
+        self.results[task_id] = value
+
+    def get_result(self, task_id: str, default: Any = NO_DATA) -> Any:
+        if task_id in self.results:
+            return self.results[task_id]
+        if default is not NO_DATA:
+            return default
+        raise KeyError(f"results of other tasks are not available in a remote task (asked for {task_id!r})")
+
+    def get_channel(self) -> Channel:
+        return self.channel
+
+
+def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberOutcome:
+    """Execute a request here, with the handler the task names (from this process's plugins)."""
+    from graflow.plugins.manager import default_host
+
+    started = time.perf_counter()
+    outcome = MemberOutcome(request.task_id, request.cycle, worker_id=worker_id)
+    journal: JournalChannel | None = None
+    try:
+        host = default_host()
+        if request.channel_data is not None:
+            journal = JournalChannel(MemoryChannel("default", request.channel_data))
+            channel: Channel = journal
+        else:
+            factory = host.get("channel backend", request.channel_backend).factory
+            channel = factory(request.session_id, request.channel_config)
+        rctx = RemoteExecutionContext(request.session_id, channel, request.channel_config)
+        tctx = TaskExecutionContext(rctx, request.task_id, request.cycle, request.data)
+        tctx._kwargs = request.kwargs
+        task = request.task
+        handler = request.handler or host.get("handler", task.handler).factory(request.channel_config)
+        outcome.result = execute(handler, task, tctx)
+        outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
+        outcome.iterate = tctx._iterate
+        outcome.control = tctx._control
+        outcome.checkpoint = tctx._checkpoint
+    except BaseException as exc:  # reported to the run, never lost
+        exc.add_note(f"Traceback in the process that ran the task (pid {os.getpid()}):\n{traceback.format_exc()}")
+        outcome.error = exc
+    if journal is not None:
+        outcome.channel_ops = journal.ops
+    outcome.duration_s = time.perf_counter() - started
+    return outcome
+
+
+def execute_payload(payload: bytes) -> bytes:
+    """Entry point of a process-pool worker: payload in, outcome payload out."""
+    key = secret_key()
+    request = loads_request(payload, key)
+    return dumps_outcome(run_request(request), key)

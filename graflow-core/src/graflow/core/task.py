@@ -1,0 +1,337 @@
+"""Tasks and parallel groups, and the ``>>`` / ``|`` operators that wire them.
+
+Every argument-resolution decision that can be made once is made when the task is built
+(``inspect.signature`` runs once per task, never per execution): the hot path only walks a tuple.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from graflow.core.graph import ACTIVE_GRAPH, TaskGraph
+from graflow.exceptions import GraflowError, MissingParameterError
+from graflow.queue.base import NO_DATA
+
+if TYPE_CHECKING:
+    from graflow.core.context import TaskExecutionContext
+    from graflow.policies import ErrorHandlingPolicy
+
+DEFAULT_HANDLER = "direct"
+
+
+def _active_graph_for(*items: Executable) -> TaskGraph:
+    graph = ACTIVE_GRAPH.get()
+    if graph is None:
+        names = ", ".join(repr(i.task_id) for i in items)
+        raise GraflowError(
+            f"operators on {names} need an active workflow: wire tasks inside `with workflow('name') as wf:`"
+        )
+    for item in items:
+        item._attach(graph)
+    return graph
+
+
+class Executable:
+    """A node of the graph: a task or a parallel group."""
+
+    task_id: str
+
+    def _attach(self, graph: TaskGraph) -> None:
+        graph.add_node(self)
+
+    def __rshift__(self, other: Executable) -> Executable:
+        if not isinstance(other, Executable):
+            return NotImplemented
+        graph = _active_graph_for(self, other)
+        graph.add_edge(self.task_id, other.task_id)
+        return other
+
+    def __lshift__(self, other: Executable) -> Executable:
+        if not isinstance(other, Executable):
+            return NotImplemented
+        return other >> self
+
+    def __or__(self, other: Executable) -> ParallelGroup:
+        if not isinstance(other, Executable):
+            return NotImplemented
+        return ParallelGroup._combine(self, other)
+
+
+class _Param:
+    __slots__ = ("default", "has_default", "name")
+
+    def __init__(self, name: str, has_default: bool, default: Any) -> None:
+        self.name = name
+        self.has_default = has_default
+        self.default = default
+
+
+class TaskWrapper(Executable):
+    """A function as a workflow task.
+
+    ``TaskWrapper("id", fn)`` builds one at run time (lambdas and closures included); ``@task`` builds
+    one at import time. Calling the wrapper calls the function directly (debugging without a run).
+
+    Argument resolution, for each parameter other than the injected context, first match wins:
+    explicit ``kwargs`` given here; the data of ``next_iteration(data)`` (first parameter only); the
+    result of a task whose id equals the parameter name; the channel key of that name; the
+    parameter's default. Otherwise the task fails with ``MissingParameterError`` naming it.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        func: Callable[..., Any],
+        *,
+        inject_context: bool = False,
+        handler: str | None = None,
+        max_cycles: int | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        register: bool = True,
+    ) -> None:
+        if not isinstance(task_id, str) or not task_id:
+            raise ValueError(f"task id must be a non-empty string, got {task_id!r}")
+        if not callable(func):
+            raise TypeError(f"task {task_id!r}: {func!r} is not callable")
+        if max_cycles is not None and max_cycles < 1:
+            raise ValueError(f"task {task_id!r}: max_cycles must be >= 1, got {max_cycles}")
+        self.task_id = task_id
+        self.func = func
+        self.inject_context = inject_context
+        self.handler = handler or DEFAULT_HANDLER
+        self.max_cycles = max_cycles
+        self.kwargs: dict[str, Any] = dict(kwargs or {})
+        self._params, self._var_kwargs = self._inspect(func, inject_context)
+        self.__doc__ = getattr(func, "__doc__", None)
+        self.__wrapped__ = func
+        graph = ACTIVE_GRAPH.get()
+        if register and graph is not None:
+            graph.add_node(self)
+
+    @staticmethod
+    def _inspect(func: Callable[..., Any], inject_context: bool) -> tuple[tuple[_Param, ...], bool]:
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):  # builtins without signatures: pass nothing
+            return (), False
+        params = []
+        var_kwargs = False
+        positional = list(signature.parameters.values())
+        if inject_context:
+            if not positional or positional[0].kind not in (
+                inspect.Parameter.POSITIONAL_ONLY,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            ):
+                raise TypeError(
+                    f"{getattr(func, '__qualname__', func)!r} has inject_context=True, so its first "
+                    "parameter must accept the TaskExecutionContext"
+                )
+            positional = positional[1:]
+        for p in positional:
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                var_kwargs = True
+                continue
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                continue
+            has_default = p.default is not inspect.Parameter.empty
+            params.append(_Param(p.name, has_default, p.default if has_default else None))
+        return tuple(params), var_kwargs
+
+    # --- execution ---------------------------------------------------------------------------------
+
+    def resolve_kwargs(self, ctx: TaskExecutionContext) -> dict[str, Any]:
+        """The keyword arguments this execution receives (see the class docstring for the order)."""
+        if ctx._kwargs is not None:
+            return ctx._kwargs
+        kwargs = self.kwargs
+        params = self._params
+        if not params:
+            return dict(kwargs) if kwargs else {}
+        out: dict[str, Any] = {}
+        data = ctx._data
+        results = ctx.execution_context.results
+        channel = None
+        for index, p in enumerate(params):
+            name = p.name
+            if name in kwargs:
+                out[name] = kwargs[name]
+            elif index == 0 and data is not NO_DATA:
+                out[name] = data
+            elif name in results:
+                out[name] = results[name]
+            else:
+                if channel is None:
+                    channel = ctx.execution_context.channel
+                if name in channel:
+                    out[name] = channel.get(name)
+                elif not p.has_default:
+                    raise MissingParameterError(self.task_id, name)
+        if self._var_kwargs:
+            for name, value in kwargs.items():
+                out.setdefault(name, value)
+        return out
+
+    def invoke(self, ctx: TaskExecutionContext) -> Any:
+        """Run the function for one execution, resolving its arguments from ``ctx``."""
+        if self.inject_context:
+            return self.func(ctx, **self.resolve_kwargs(ctx))
+        if not self._params and not self.kwargs:
+            return self.func()
+        return self.func(**self.resolve_kwargs(ctx))
+
+    def run(self) -> Any:
+        """Run the function for the execution in progress; handlers call this (spec section 4)."""
+        from graflow.core.context import current_task_context
+
+        return self.invoke(current_task_context(self.task_id))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"TaskWrapper({self.task_id!r}, handler={self.handler!r})"
+
+    # --- serialization: by reference when importable, by value otherwise ----------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_params", "_var_kwargs")}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._params, self._var_kwargs = self._inspect(self.func, self.inject_context)
+
+
+class ParallelGroup(Executable):
+    """Members that run independently; the group finishes when all of them finished (a barrier).
+
+    How members run is the group's coordination backend (``with_execution``); what a failure means
+    is its error policy (``with_policy``, strict by default).
+    """
+
+    _counter = itertools.count(1)
+
+    def __init__(self, members: Sequence[Executable], name: str | None = None) -> None:
+        graph = ACTIVE_GRAPH.get()
+        self.task_id = name or f"ParallelGroup_{next(ParallelGroup._counter)}"
+        self.members: list[Executable] = []
+        self.backend: str = "threading"
+        self.execution_options: dict[str, Any] = {}
+        self.policy: ErrorHandlingPolicy | None = None
+        self._named = name is not None
+        self._configured = False
+        self._graph = graph
+        if graph is not None:
+            graph.add_node(self)
+        for member in members:
+            self._add_member(member)
+
+    @property
+    def member_ids(self) -> list[str]:
+        return [m.task_id for m in self.members]
+
+    def _add_member(self, member: Executable) -> None:
+        if any(m is member for m in self.members):
+            return
+        graph = self._graph
+        if graph is not None:
+            graph.add_node(member)
+            graph.add_member(self.task_id, member.task_id)
+        self.members.append(member)
+
+    def _attach(self, graph: TaskGraph) -> None:
+        graph.add_node(self)
+        self._graph = graph
+        for member in self.members:
+            graph.add_node(member)
+            graph.add_member(self.task_id, member.task_id)
+
+    def _mergeable(self) -> bool:
+        """An unnamed, unconfigured group with no edges can absorb more members: ``a | b | c``."""
+        graph = self._graph
+        free = graph is None or not (graph.successors.get(self.task_id) or graph.predecessors.get(self.task_id))
+        return not self._named and not self._configured and free
+
+    @classmethod
+    def _combine(cls, left: Executable, right: Executable) -> ParallelGroup:
+        if isinstance(left, ParallelGroup) and left._mergeable():
+            if isinstance(right, ParallelGroup) and right._mergeable():
+                right._dissolve()
+                for m in right.members:
+                    left._add_member(m)
+            else:
+                left._add_member(right)
+            return left
+        if isinstance(right, ParallelGroup) and right._mergeable():
+            right._dissolve()
+            return cls([left, *right.members])
+        return cls([left, right])
+
+    def _dissolve(self) -> None:
+        """Remove this group's node so its members can join another group."""
+        graph = self._graph
+        if graph is not None and self.task_id in graph:
+            for member in self.members:
+                graph.member_of.pop(member.task_id, None)
+            graph.remove_node(self.task_id)
+
+    # --- configuration -----------------------------------------------------------------------------
+
+    def set_group_name(self, name: str) -> ParallelGroup:
+        """Give the group a stable id (used in results, logs, errors and checkpoints)."""
+        if self._graph is not None and self.task_id in self._graph:
+            self._graph.rename_node(self.task_id, name)
+        self.task_id = name
+        self._named = True
+        return self
+
+    def with_execution(
+        self, backend: Any = None, max_workers: int | None = None, **options: Any
+    ) -> ParallelGroup:
+        """Choose how members run: ``CoordinationBackend.DIRECT | THREADING | MULTIPROCESSING | REDIS``
+        or any coordinator name a plugin registered. Extra ``options`` go to the coordinator."""
+        if backend is not None:
+            self.backend = str(getattr(backend, "value", backend))
+        if max_workers is not None:
+            if max_workers < 1:
+                raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+            self.execution_options["max_workers"] = max_workers
+        self.execution_options.update(options)
+        self._configured = True
+        return self
+
+    def with_policy(self, policy: ErrorHandlingPolicy | str, **options: Any) -> ParallelGroup:
+        """Choose what a member failure means: an ``ErrorHandlingPolicy`` or a registered policy name."""
+        from graflow.policies import ErrorHandlingPolicy, NamedPolicy
+
+        if isinstance(policy, str):
+            self.policy = NamedPolicy(policy, options)
+        elif isinstance(policy, ErrorHandlingPolicy):
+            self.policy = policy
+        else:
+            raise TypeError(f"with_policy expects an ErrorHandlingPolicy or a policy name, got {policy!r}")
+        self._configured = True
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"parallel group {self.task_id!r} is not callable; run it in a workflow")
+
+    def __repr__(self) -> str:
+        return f"ParallelGroup({self.task_id!r}, members={self.member_ids}, backend={self.backend!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_graph"] = None  # the graph is pickled on its own; a group must not drag it along
+        return state
+
+
+def iter_tasks(items: Iterable[Executable]) -> Iterable[TaskWrapper]:
+    """Every TaskWrapper in ``items``, descending into groups."""
+    for item in items:
+        if isinstance(item, ParallelGroup):
+            yield from iter_tasks(item.members)
+        elif isinstance(item, TaskWrapper):
+            yield item

@@ -1,0 +1,1 @@
+"""Entry point of graflow-docker (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""Entry point of graflow-redis (filled by its issue)."""
