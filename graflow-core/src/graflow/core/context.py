@@ -96,6 +96,9 @@ class ExecutionContext:
     ) -> ExecutionContext:
         """A new run of ``graph`` from ``start_node`` (default: every root), with its ready queue filled.
 
+        The run works on a copy of ``graph``: tasks added with ``next_task`` appear in
+        ``context.graph`` and leave the workflow's graph as it was built.
+
         Backends are chosen by name from the plugins (``memory`` built in; ``redis`` from
         graflow-redis). ``config`` goes to the backends (e.g. ``redis_url``) and may set
         ``max_cycles`` for every task.
@@ -103,12 +106,13 @@ class ExecutionContext:
         from graflow.plugins.manager import default_host
 
         host: PluginHost = engine.host if engine is not None else default_host()
+        graph = graph.copy()  # the run grows its own graph; the workflow's stays as it was built
         if start_node is not None:
             graph.get(start_node)  # fail fast on a typo, naming the tasks that exist
             if start_node in graph.member_of:
                 raise GraflowError(
-                    f"start node {start_node!r} is a member of parallel group {graph.member_of[start_node]!r};"
-                    " start from the group instead"
+                    f"start node {start_node!r} is a member of parallel group "
+                    f"{graph.member_of[start_node]!r}; start from the group instead"
                 )
             starts = [start_node]
         else:
@@ -128,7 +132,9 @@ class ExecutionContext:
             queue_backend=queue_backend,
             channel_backend=channel_backend,
             config=settings,
-            max_steps=max_steps if max_steps is not None else int(settings.get("max_steps", DEFAULT_MAX_STEPS)),
+            max_steps=max_steps
+            if max_steps is not None
+            else int(settings.get("max_steps", DEFAULT_MAX_STEPS)),
         )
         queue.put_many(TaskSpec(s) for s in starts)
         return ctx
@@ -147,7 +153,9 @@ class ExecutionContext:
                 return default
             if task_id not in self.graph:
                 raise TaskNotFoundError(task_id, list(self.graph.nodes)) from None
-            raise KeyError(f"task {task_id!r} has no result yet (it has not run, or it is still running)") from None
+            raise KeyError(
+                f"task {task_id!r} has no result yet (it has not run, or it is still running)"
+            ) from None
 
     def get_channel(self, namespace: str | None = None) -> Channel:
         return self.channel if namespace is None else NamespacedChannel(self.channel, namespace)
@@ -265,7 +273,9 @@ class TaskExecutionContext:
 
         ectx = self.execution_context
         if not isinstance(ectx, ExecutionContext):
-            raise GraflowError("checkpoint(deferred=False) is not available in a task running in another process")
+            raise GraflowError(
+                "checkpoint(deferred=False) is not available in a task running in another process"
+            )
         return CheckpointManager.create_checkpoint(
             ectx, metadata=metadata, path=path, current_task=TaskSpec(self.task_id, self._data)
         )

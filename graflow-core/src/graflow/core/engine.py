@@ -57,7 +57,9 @@ class WorkflowEngine:
     passed to handler factories and coordinators.
     """
 
-    def __init__(self, plugins: Iterable[object] | None = None, config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, plugins: Iterable[object] | None = None, config: Mapping[str, Any] | None = None
+    ) -> None:
         plugin_list = list(plugins or ())
         self.host: PluginHost = PluginHost(plugin_list) if plugin_list else default_host()
         self.config: dict[str, Any] = dict(config or {})
@@ -69,7 +71,9 @@ class WorkflowEngine:
     def register_handler(self, name: str, handler: TaskHandler) -> None:
         """Use ``handler`` for tasks declared with ``@task(handler=name)``, wherever this engine runs them."""
         if not isinstance(handler, TaskHandler):
-            raise TypeError(f"register_handler({name!r}, ...) expects a TaskHandler instance, got {handler!r}")
+            raise TypeError(
+                f"register_handler({name!r}, ...) expects a TaskHandler instance, got {handler!r}"
+            )
         self._handlers[name] = handler
         self._registered.add(name)
 
@@ -81,7 +85,9 @@ class WorkflowEngine:
                 registration = self.host.get("handler", name)
             except LookupError as exc:
                 if self._registered:
-                    exc.add_note(f"Handlers registered on this engine: {', '.join(sorted(self._registered))}.")
+                    exc.add_note(
+                        f"Handlers registered on this engine: {', '.join(sorted(self._registered))}."
+                    )
                 raise
             found = registration.factory(self.config)
             self._handlers[name] = found
@@ -104,7 +110,9 @@ class WorkflowEngine:
         rlog.info("workflow_started", pending=len(context.queue))
         if hooks["graflow_run_started"] is not None:
             hooks["graflow_run_started"](
-                run_id=run_id, session_id=context.session_id, start_tasks=[s.task_id for s in context.queue.pending()]
+                run_id=run_id,
+                session_id=context.session_id,
+                start_tasks=[s.task_id for s in context.queue.pending()],
             )
         token = ACTIVE_GRAPH.set(None)  # tasks built while running must not attach themselves to a workflow
         error: BaseException | None = None
@@ -122,7 +130,11 @@ class WorkflowEngine:
                 rlog.error("workflow_failed", steps=context.steps, error=f"{type(error).__name__}: {error}")
             if hooks["graflow_run_finished"] is not None:
                 hooks["graflow_run_finished"](
-                    run_id=run_id, session_id=context.session_id, duration_s=duration, steps=context.steps, error=error
+                    run_id=run_id,
+                    session_id=context.session_id,
+                    duration_s=duration,
+                    steps=context.steps,
+                    error=error,
                 )
 
 
@@ -293,8 +305,7 @@ class _Run:
             return
         task._attach(graph)
         graph.dynamic.add(task.task_id)
-        if parent_id not in graph.member_of:
-            graph.add_edge(parent_id, task.task_id)
+        graph.dynamic_edges.append((parent_id, task.task_id))
         self.reachable.add(task.task_id)
 
     def _write_checkpoint(self, metadata: dict[str, Any], path: str | None) -> None:
@@ -326,7 +337,9 @@ class _Run:
         first = [MemberRun(m.task_id, cycles.get(m.task_id, 0) + 1) for m in group.members]
         expected.update((r.task_id, r.cycle) for r in first)
         if self.debug:
-            self.rlog.debug("group_started", group_id=group.task_id, members=len(first), backend=group.backend)
+            self.rlog.debug(
+                "group_started", group_id=group.task_id, members=len(first), backend=group.backend
+            )
         coordinator.open(runner)
         try:
             coordinator.submit(first)
@@ -401,7 +414,9 @@ class _Run:
         successes.append(outcome.task_id)
         return None
 
-    def _apply_policy(self, group: ParallelGroup, failures: dict[str, BaseException], successes: list[str]) -> None:
+    def _apply_policy(
+        self, group: ParallelGroup, failures: dict[str, BaseException], successes: list[str]
+    ) -> None:
         if not failures:
             return
         policy = group.policy or ErrorHandlingPolicy.STRICT
@@ -419,7 +434,10 @@ class _Run:
                 errors=failures,
             )
         self.rlog.warning(
-            "group_members_failed", group_id=group.task_id, policy=policy.describe(), failed=[t for t, _ in failed]
+            "group_members_failed",
+            group_id=group.task_id,
+            policy=policy.describe(),
+            failed=[t for t, _ in failed],
         )
 
 

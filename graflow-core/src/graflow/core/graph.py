@@ -31,6 +31,19 @@ class TaskGraph:
         self.predecessors: dict[str, list[str]] = {}
         self.member_of: dict[str, str] = {}
         self.dynamic: set[str] = set()
+        # (parent, child) for tasks added by next_task: shown by edges(), never used for scheduling
+        self.dynamic_edges: list[tuple[str, str]] = []
+
+    def copy(self) -> TaskGraph:
+        """A graph with the same nodes and edges that can grow on its own (one per run)."""
+        clone = TaskGraph()
+        clone.nodes = dict(self.nodes)
+        clone.successors = {k: list(v) for k, v in self.successors.items()}
+        clone.predecessors = {k: list(v) for k, v in self.predecessors.items()}
+        clone.member_of = dict(self.member_of)
+        clone.dynamic = set(self.dynamic)
+        clone.dynamic_edges = list(self.dynamic_edges)
+        return clone
 
     # --- nodes -------------------------------------------------------------------------------------
 
@@ -159,7 +172,8 @@ class TaskGraph:
         return seen
 
     def edges(self) -> list[tuple[str, str]]:
-        return [(s, t) for s, targets in self.successors.items() for t in targets]
+        """Static edges, then the edges ``next_task`` added at run time."""
+        return [(s, t) for s, targets in self.successors.items() for t in targets] + self.dynamic_edges
 
     def __repr__(self) -> str:
         return f"TaskGraph(nodes={len(self.nodes)}, edges={len(self.edges())})"

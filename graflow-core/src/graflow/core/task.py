@@ -6,8 +6,10 @@ Every argument-resolution decision that can be made once is made when the task i
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import itertools
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -196,6 +198,26 @@ class TaskWrapper(Executable):
 
     # --- serialization: by reference when importable, by value otherwise ----------------------------
 
+    def import_path(self) -> tuple[str, str] | None:
+        """``(module, qualname)`` when this very object is importable from there (a module-level
+        ``@task``), so pickles refer to the code instead of copying it: a process that loads the
+        pickle later (a resumed run, a worker) runs the code as it is then."""
+        func = self.func
+        module = getattr(func, "__module__", None)
+        qualname = getattr(func, "__qualname__", "")
+        if not module or module == "__main__" or "<" in qualname:
+            return None
+        target: Any = sys.modules.get(module)
+        for part in qualname.split("."):
+            target = getattr(target, part, None)
+        return (module, qualname) if target is self else None
+
+    def __reduce__(self) -> Any:
+        path = self.import_path()
+        if path is not None:
+            return (_import_task, path)
+        return super().__reduce__()
+
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in ("_params", "_var_kwargs")}
         return state
@@ -203,6 +225,15 @@ class TaskWrapper(Executable):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._params, self._var_kwargs = self._inspect(self.func, self.inject_context)
+
+
+def _import_task(module: str, qualname: str) -> TaskWrapper:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not isinstance(target, TaskWrapper):
+        raise TypeError(f"{module}.{qualname} is no longer a task (found {type(target).__name__})")
+    return target
 
 
 class ParallelGroup(Executable):
@@ -252,7 +283,9 @@ class ParallelGroup(Executable):
     def _mergeable(self) -> bool:
         """An unnamed, unconfigured group with no edges can absorb more members: ``a | b | c``."""
         graph = self._graph
-        free = graph is None or not (graph.successors.get(self.task_id) or graph.predecessors.get(self.task_id))
+        free = graph is None or not (
+            graph.successors.get(self.task_id) or graph.predecessors.get(self.task_id)
+        )
         return not self._named and not self._configured and free
 
     @classmethod

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
-import time
 import warnings
 from collections.abc import Iterable
 from types import ModuleType
@@ -187,7 +186,6 @@ class PluginHost:
     """The engine's view of the plugins: resolved name tables and the lifecycle hooks in use."""
 
     def __init__(self, extra: Iterable[object] = ()) -> None:
-        started = time.perf_counter()
         self.distributions: dict[str, importlib.metadata.Distribution] = {}
         self.pm = build_plugin_manager(extra, self.distributions)
         self.registry = Registry()
@@ -201,7 +199,6 @@ class PluginHost:
             name: (getattr(self.pm.hook, name) if getattr(self.pm.hook, name).get_hookimpls() else None)
             for name in LIFECYCLE_HOOKS
         }
-        log.debug("plugins_loaded", duration_ms=round((time.perf_counter() - started) * 1000, 2))
 
     def get(self, kind: str, name: str) -> Registration:
         return self.registry.get(kind, name)

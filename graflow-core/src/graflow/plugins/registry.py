@@ -49,9 +49,7 @@ class Registration:
 class Registry:
     """Every name registered for one engine, by kind."""
 
-    tables: dict[str, dict[str, Registration]] = attrs.field(
-        factory=lambda: {kind: {} for kind in KINDS}
-    )
+    tables: dict[str, dict[str, Registration]] = attrs.field(factory=lambda: {kind: {} for kind in KINDS})
 
     def registrar(self, kind: str, plugin: str) -> Registrar:
         table = self.tables[kind]
@@ -86,5 +84,7 @@ class Registry:
 
 def unknown_name(kind: str, name: str, available: dict[str, Any] | list[str]) -> UnknownNameError:
     provider = KNOWN_PROVIDERS.get((kind, name))
-    hint = f"{kind.capitalize()} {name!r} is provided by {provider}: pip install {provider}." if provider else ""
+    hint = (
+        f"{kind.capitalize()} {name!r} is provided by {provider}: pip install {provider}." if provider else ""
+    )
     return UnknownNameError(kind, name, list(available), hint)

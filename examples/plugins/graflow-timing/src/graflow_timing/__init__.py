@@ -1,0 +1,1 @@
+"""Example third-party Graflow plugin (see README.md)."""

@@ -1,0 +1,32 @@
+"""Every example that needs no service runs as a script and checks its own results (exit code 0).
+
+Examples that need Redis (05_distributed) or Docker (06_docker) are run by the integration tests
+that start those services.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+NEEDS_SERVICES = {"05_distributed", "06_docker", "plugins"}
+
+SCRIPTS = sorted(
+    p for p in EXAMPLES.glob("*/*.py") if p.parent.name not in NEEDS_SERVICES and not p.name.startswith("_")
+)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[f"{p.parent.name}/{p.name}" for p in SCRIPTS])
+def test_example_runs_and_checks_itself(script: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
+def test_every_local_example_folder_is_covered() -> None:
+    assert len(SCRIPTS) >= 7, SCRIPTS
