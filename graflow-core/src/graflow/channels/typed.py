@@ -88,6 +88,10 @@ class TypedChannel(Generic[T]):
 
     def set_all(self, values: T) -> None:
         """Write every field of an attrs instance or TypedDict at once."""
-        items = attrs.asdict(values, recurse=False) if attrs.has(type(values)) else dict(values)  # type: ignore[call-overload]
+        items: dict[str, Any] = (
+            attrs.asdict(values, recurse=False)  # type: ignore[arg-type]
+            if attrs.has(type(values))
+            else dict(values)  # type: ignore[call-overload]
+        )
         for key, value in items.items():
             self.set(key, value)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from graflow.core.task import Executable, ParallelGroup
 
 
-class CoordinationBackend(str, enum.Enum):
+class CoordinationBackend(enum.StrEnum):
     """Built-in names for ``ParallelGroup.with_execution(backend=...)``.
 
     ``REDIS`` is provided by the graflow-redis package; without it the engine raises an error saying

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import multiprocessing
 import os
 import queue
@@ -121,7 +122,10 @@ class MultiprocessingCoordinator(GroupCoordinator):
         for run in runs:
             payload = remote.dumps_request(self._runner.build_request(run))
             future = self._pool.submit(remote.execute_payload, payload)
-            future.add_done_callback(lambda f, run=run: self._outcomes.put(self._decode(f, run)))
+            future.add_done_callback(functools.partial(self._done, run))
+
+    def _done(self, run: MemberRun, future: concurrent.futures.Future[bytes]) -> None:
+        self._outcomes.put(self._decode(future, run))
 
     @staticmethod
     def _decode(future: concurrent.futures.Future[bytes], run: MemberRun) -> MemberOutcome:
