@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -15,9 +16,16 @@ T = TypeVar("T")
 
 def _schema(schema: type[Any]) -> dict[str, Any]:
     if attrs.has(schema):
+        # Under ``from __future__ import annotations`` attrs keeps the types as strings, which would
+        # check nothing: resolve them first (unresolvable forward references stay unchecked).
+        with contextlib.suppress(NameError):
+            attrs.resolve_types(schema)
         return {a.name: a.type for a in attrs.fields(schema)}
     if typing.is_typeddict(schema):
-        return typing.get_type_hints(schema)
+        try:
+            return typing.get_type_hints(schema)
+        except NameError:
+            return dict(schema.__annotations__)
     raise TypeError(f"TypedChannel needs a TypedDict or an attrs class, got {schema!r}")
 
 

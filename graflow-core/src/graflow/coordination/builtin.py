@@ -48,6 +48,8 @@ class ThreadingCoordinator(GroupCoordinator):
         self._threads: list[threading.Thread] = []
         self._wake = threading.Condition()
         self._closed = False
+        self._submitted = 0
+        self._collected = 0
 
     def open(self, runner: MemberRunner) -> None:
         self._runner = runner
@@ -67,6 +69,7 @@ class ThreadingCoordinator(GroupCoordinator):
             put(run_member(run))
 
     def submit(self, runs: Sequence[MemberRun]) -> None:
+        self._submitted += len(runs)
         self._runs.extend(runs)
         wanted = min(self.max_workers, len(self._runs)) - len(self._threads)
         for _ in range(max(0, wanted)):
@@ -86,6 +89,7 @@ class ThreadingCoordinator(GroupCoordinator):
             try:
                 outcomes.append(self._outcomes.get_nowait())
             except queue.Empty:
+                self._collected += len(outcomes)
                 return outcomes
 
     def close(self) -> None:
@@ -93,6 +97,11 @@ class ThreadingCoordinator(GroupCoordinator):
         with self._wake:
             self._closed = True
             self._wake.notify_all()
+        if self._collected < self._submitted:
+            # A group that timed out or failed early: a member may still be running and may never
+            # return. The daemon threads exit after their current run; joining them would turn
+            # group_timeout into a hang.
+            return
         for thread in self._threads:
             thread.join()
 

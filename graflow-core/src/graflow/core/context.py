@@ -160,6 +160,32 @@ class ExecutionContext:
     def get_channel(self, namespace: str | None = None) -> Channel:
         return self.channel if namespace is None else NamespacedChannel(self.channel, namespace)
 
+    def execute(
+        self,
+        start_node: str | None = None,
+        max_steps: int | None = None,
+        engine: WorkflowEngine | None = None,
+    ) -> Any:
+        """Run this context and return the last task's result (spec section 3:
+        ``ctx.execute("state_controller", max_steps=100)``).
+
+        ``start_node`` makes a run that has not executed anything yet start from that task instead
+        of the start nodes it was created with (on a run in progress it queues that task once more).
+        ``engine`` defaults to a new :class:`WorkflowEngine`; pass one that has handlers registered.
+        """
+        from graflow.core.engine import WorkflowEngine
+
+        if max_steps is not None:
+            self.max_steps = max_steps
+        extra = start_node
+        if start_node is not None and self.steps == 0:
+            self.graph.get(start_node)
+            self.queue.clear()
+            self.queue.put(TaskSpec(start_node))
+            self.start_nodes = [start_node]
+            extra = None
+        return (engine or WorkflowEngine()).execute(self, start_task_id=extra)
+
     def __repr__(self) -> str:
         return (
             f"ExecutionContext(session_id={self.session_id!r}, steps={self.steps}, "
@@ -227,7 +253,12 @@ class TaskExecutionContext:
     # --- steering ----------------------------------------------------------------------------------
 
     def next_task(self, task: Executable | str, goto: bool = False) -> None:
-        """Run ``task`` after this one. With ``goto=True`` it replaces this task's static successors."""
+        """Run ``task`` after this one. With ``goto=True`` it replaces this task's static successors.
+
+        A task of the static graph can be named too (by object or id): it is queued like a new one,
+        except a static successor of this task, which already runs after it (once, when all its
+        predecessors finished). Loops back to an earlier task use ``goto=True``.
+        """
         if isinstance(task, str):
             graph = self.execution_context.graph
             if graph is not None:

@@ -127,7 +127,12 @@ class WorkflowEngine:
             if error is None:
                 rlog.info("workflow_finished", steps=context.steps, duration_s=round(duration, 6))
             else:
-                rlog.error("workflow_failed", steps=context.steps, error=f"{type(error).__name__}: {error}")
+                rlog.error(
+                    "workflow_failed",
+                    steps=context.steps,
+                    duration_s=round(duration, 6),
+                    error=f"{type(error).__name__}: {error}",
+                )
             if hooks["graflow_run_finished"] is not None:
                 hooks["graflow_run_finished"](
                     run_id=run_id,
@@ -173,6 +178,7 @@ class _Run:
         handlers = self.engine._handlers
         max_steps = ctx.max_steps
         default_max_cycles = self.default_max_cycles
+        perf_counter = time.perf_counter
         last_result: Any = None
         while (spec := queue_get()) is not None:
             task_id = spec.task_id
@@ -195,10 +201,11 @@ class _Run:
                 if self.timed or self.on_started is not None:
                     result = self._execute_observed(handler, task, tctx)
                 else:
+                    t0 = perf_counter()  # ~50 ns: the failure event reports a real duration
                     try:
                         result = execute(handler, task, tctx)
                     except BaseException as exc:
-                        self._failed(task_id, cycle, 0.0, exc)
+                        self._failed(task_id, cycle, perf_counter() - t0, exc)
                         raise TaskExecutionError(task_id, exc) from exc
             elif isinstance(task, ParallelGroup):
                 result = self.run_group(task, tctx)
@@ -240,7 +247,13 @@ class _Run:
             )
 
     def _failed(self, task_id: str, cycle: int, duration: float, exc: BaseException) -> None:
-        self.rlog.error("task_failed", task_id=task_id, cycle=cycle, error=f"{type(exc).__name__}: {exc}")
+        self.rlog.error(
+            "task_failed",
+            task_id=task_id,
+            cycle=cycle,
+            duration_s=round(duration, 6),
+            error=f"{type(exc).__name__}: {exc}",
+        )
         if self.on_failed is not None:
             self.on_failed(
                 run_id=self.run_id,
@@ -256,8 +269,14 @@ class _Run:
         ctx = self.ctx
         put = ctx.queue.put
         if tctx._next_tasks:
+            goto = tctx._goto
             for dynamic in tctx._next_tasks:
-                self._add_dynamic(task_id, dynamic)
+                if (
+                    self._add_dynamic(task_id, dynamic)
+                    and not goto
+                    and dynamic.task_id in ctx.graph.successors[task_id]
+                ):
+                    continue  # a static successor: released below after all its predecessors, once
                 put(TaskSpec(dynamic.task_id))
         if tctx._control is not None:
             kind, message = tctx._control
@@ -293,20 +312,22 @@ class _Run:
             else:
                 waiting[succ] = remaining
 
-    def _add_dynamic(self, parent_id: str, task: Executable) -> None:
+    def _add_dynamic(self, parent_id: str, task: Executable) -> bool:
+        """Put a ``next_task`` target in the run's graph; True when it is a task of the static graph."""
         graph: TaskGraph = self.ctx.graph
         existing = graph.nodes.get(task.task_id)
         if existing is task:
-            return
+            return task.task_id not in graph.dynamic
         if existing is not None:
             if task.task_id not in graph.dynamic:
                 raise DuplicateTaskError(task.task_id)
             graph.nodes[task.task_id] = task  # a dynamic task re-created with the same id replaces itself
-            return
+            return False
         task._attach(graph)
         graph.dynamic.add(task.task_id)
         graph.dynamic_edges.append((parent_id, task.task_id))
         self.reachable.add(task.task_id)
+        return False
 
     def _write_checkpoint(self, metadata: dict[str, Any], path: str | None) -> None:
         from graflow.checkpoint.manager import CheckpointManager
@@ -325,6 +346,9 @@ class _Run:
         ctx = self.ctx
         options = {**self.engine.config, **ctx.config, **group.execution_options}
         factory = self.engine.host.get("coordination backend", group.backend).factory
+        policy = group.policy or ErrorHandlingPolicy.STRICT
+        if isinstance(policy, NamedPolicy):  # resolved before members run: a typo fails even if none fails
+            policy = self.engine.host.get("policy", policy.policy_name).factory(**policy.options)
         coordinator = factory(options)
         runner = _MemberRunner(self, group)
         timeout = options.get("group_timeout")
@@ -367,7 +391,7 @@ class _Run:
                     coordinator.submit(again)
         finally:
             coordinator.close()
-        self._apply_policy(group, failures, successes)
+        self._apply_policy(group, policy, failures, successes)
         for metadata, path in checkpoints:
             parent._checkpoint = (metadata, path)  # written by _advance, after the group's successors queue
         return {task_id: ctx.results.get(task_id) for task_id in successes}
@@ -415,13 +439,14 @@ class _Run:
         return None
 
     def _apply_policy(
-        self, group: ParallelGroup, failures: dict[str, BaseException], successes: list[str]
+        self,
+        group: ParallelGroup,
+        policy: ErrorHandlingPolicy,
+        failures: dict[str, BaseException],
+        successes: list[str],
     ) -> None:
         if not failures:
             return
-        policy = group.policy or ErrorHandlingPolicy.STRICT
-        if isinstance(policy, NamedPolicy):
-            policy = self.engine.host.get("policy", policy.policy_name).factory(**policy.options)
         failed = [(task_id, f"{type(exc).__name__}: {exc}") for task_id, exc in failures.items()]
         if policy.should_fail(failed, list(successes)):
             listing = "; ".join(f"{t} ({m})" for t, m in failed)
@@ -457,6 +482,7 @@ class _MemberRunner:
         member = self._member(run.task_id)
         tctx = TaskExecutionContext(self.context, run.task_id, run.cycle, run.data)
         outcome = MemberOutcome(run.task_id, run.cycle)
+        t0 = time.perf_counter()
         try:
             if isinstance(member, ParallelGroup):
                 outcome.result = r.run_group(member, tctx)
@@ -471,9 +497,8 @@ class _MemberRunner:
         except TaskExecutionError as exc:
             outcome.error = exc.original
             return outcome
-        except BaseException as exc:
-            if not r.timed:
-                r._failed(run.task_id, run.cycle, 0.0, exc)
+        except BaseException as exc:  # not reported yet (the observed path raises TaskExecutionError)
+            r._failed(run.task_id, run.cycle, time.perf_counter() - t0, exc)
             outcome.error = exc
             return outcome
         outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]

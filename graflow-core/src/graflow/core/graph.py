@@ -81,6 +81,9 @@ class TaskGraph:
         for member, group in list(self.member_of.items()):
             if group == old:
                 self.member_of[member] = new
+        owner = self.member_of.pop(old, None)  # a renamed group nested in another group stays a member
+        if owner is not None:
+            self.member_of[new] = owner
 
     def get(self, task_id: str) -> Executable:
         try:

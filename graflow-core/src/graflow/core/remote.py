@@ -16,6 +16,7 @@ graflow-redis workers, the graflow-docker handler), so they agree on one format:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -45,8 +46,13 @@ MAGIC = b"GFL1"
 SECRET_KEY_ENV = "GRAFLOW_SECRET_KEY"
 
 
+@functools.cache
 def runtime_versions() -> dict[str, str]:
-    """The versions that must match between the sender and the executor of a payload."""
+    """The versions that must match between the sender and the executor of a payload.
+
+    Cached per process (do not mutate the dict): the ``importlib.metadata`` lookup costs ~90 µs, more
+    than the rest of a no-op task's round trip through a worker (performance issue, W4).
+    """
     from graflow.plugins.manager import core_version
 
     return {

@@ -144,11 +144,16 @@ class TaskWrapper(Executable):
 
     # --- execution ---------------------------------------------------------------------------------
 
-    def resolve_kwargs(self, ctx: TaskExecutionContext) -> dict[str, Any]:
-        """The keyword arguments this execution receives (see the class docstring for the order)."""
+    def resolve_kwargs(
+        self, ctx: TaskExecutionContext, explicit: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The keyword arguments this execution receives (see the class docstring for the order).
+
+        ``explicit`` adds explicit arguments for this execution only (``task.run(device=...)``).
+        """
         if ctx._kwargs is not None:
             return ctx._kwargs
-        kwargs = self.kwargs
+        kwargs = self.kwargs if not explicit else {**self.kwargs, **explicit}
         params = self._params
         if not params:
             return dict(kwargs) if kwargs else {}
@@ -184,11 +189,19 @@ class TaskWrapper(Executable):
             return self.func()
         return self.func(**self.resolve_kwargs(ctx))
 
-    def run(self) -> Any:
-        """Run the function for the execution in progress; handlers call this (spec section 4)."""
+    def run(self, **overrides: Any) -> Any:
+        """Run the function for the execution in progress; handlers call this (spec section 4).
+
+        ``overrides`` are keyword arguments that win over the resolved ones, e.g. a handler choosing
+        the device: ``task.run(device=f"cuda:{gpu_id}")``.
+        """
         from graflow.core.context import current_task_context
 
-        return self.invoke(current_task_context(self.task_id))
+        ctx = current_task_context(self.task_id)
+        if not overrides:
+            return self.invoke(ctx)
+        kwargs = {**self.resolve_kwargs(ctx, overrides), **overrides}
+        return self.func(ctx, **kwargs) if self.inject_context else self.func(**kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
