@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -288,6 +289,22 @@ def test_group_timeout_is_reported_without_waiting_for_the_stuck_member() -> Non
         for thread in threading.enumerate():  # let the released member finish inside this test
             if thread.name == "graflow-group":
                 thread.join(5)
+
+
+def _sleep_long() -> None:
+    time.sleep(6)
+
+
+@pytest.mark.timeout(20)
+def test_multiprocessing_group_timeout_does_not_wait_for_the_stuck_member() -> None:
+    with workflow("mp_timeout") as wf:
+        (TaskWrapper("stuck", _sleep_long) | TaskWrapper("ok", lambda: 1)).with_execution(
+            backend=CoordinationBackend.MULTIPROCESSING, max_workers=2, group_timeout=1.5
+        )
+    started = time.monotonic()
+    with pytest.raises(GraflowError, match="timed out"):
+        wf.execute()
+    assert time.monotonic() - started < 5.5, "the timeout waited for the stuck member"
 
 
 @pytest.mark.parametrize("backend", IN_PROCESS)

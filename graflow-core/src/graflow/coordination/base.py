@@ -100,3 +100,10 @@ class GroupCoordinator(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release threads, processes or connections; cancel what has not started."""
+
+    def abort(self) -> None:
+        """The group is abandoned (timeout, run failure): release without waiting for running members.
+
+        Defaults to :meth:`close`; backends whose ``close`` waits for running work override it.
+        """
+        self.close()

@@ -158,3 +158,9 @@ class MultiprocessingCoordinator(GroupCoordinator):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def abort(self) -> None:
+        # A member still running finishes in its process; its outcome is dropped with the pool.
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

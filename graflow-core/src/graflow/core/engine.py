@@ -365,6 +365,7 @@ class _Run:
                 "group_started", group_id=group.task_id, members=len(first), backend=group.backend
             )
         coordinator.open(runner)
+        completed = False
         try:
             coordinator.submit(first)
             while expected:
@@ -389,8 +390,12 @@ class _Run:
                         again.append(run)
                 if again:
                     coordinator.submit(again)
+            completed = True
         finally:
-            coordinator.close()
+            if completed:
+                coordinator.close()
+            else:
+                coordinator.abort()
         self._apply_policy(group, policy, failures, successes)
         for metadata, path in checkpoints:
             parent._checkpoint = (metadata, path)  # written by _advance, after the group's successors queue
