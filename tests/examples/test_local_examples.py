@@ -1,7 +1,5 @@
 """Every example that needs no service runs as a script and checks its own results (exit code 0).
 
-Examples that need Redis (05_distributed) or Docker (06_docker) are run by the integration tests
-that start those services.
 """
 
 from __future__ import annotations
@@ -13,10 +11,12 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NEEDS_SERVICES = {"05_distributed", "06_docker", "plugins"}
+# Run elsewhere: Redis and Docker examples by the integration tests that start those services, the
+# checkpoint examples by test_checkpoint_examples.py, which also checks their crash and resume.
+RUN_ELSEWHERE = {"05_distributed", "06_docker", "09_checkpoint", "plugins"}
 
 SCRIPTS = sorted(
-    p for p in EXAMPLES.glob("*/*.py") if p.parent.name not in NEEDS_SERVICES and not p.name.startswith("_")
+    p for p in EXAMPLES.glob("*/*.py") if p.parent.name not in RUN_ELSEWHERE and not p.name.startswith("_")
 )
 
 

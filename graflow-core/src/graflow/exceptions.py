@@ -11,7 +11,21 @@ from collections.abc import Mapping, Sequence
 
 
 class GraflowError(Exception):
-    """Root of every Graflow error."""
+    """Root of every Graflow error.
+
+    Picklable with its attributes and notes although subclasses take their own ``__init__``
+    arguments: errors travel back from worker processes inside task outcomes.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(cls: type[GraflowError], args: tuple[object, ...], state: dict[str, object]) -> GraflowError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 # --- plugins and names -----------------------------------------------------------------------------

@@ -332,8 +332,7 @@ class _Run:
     def _write_checkpoint(self, metadata: dict[str, Any], path: str | None) -> None:
         from graflow.checkpoint.manager import CheckpointManager
 
-        written, _ = CheckpointManager.create_checkpoint(self.ctx, metadata=metadata, path=path)
-        self.rlog.info("checkpoint_written", path=written)
+        CheckpointManager.create_checkpoint(self.ctx, metadata=metadata, path=path)  # logs checkpoint_created
 
     # --- parallel groups ---------------------------------------------------------------------------
 
