@@ -573,3 +573,13 @@ def test_steering_requests_of_a_failed_task_are_dropped() -> None:
     with pytest.raises(TaskExecutionError):
         wf.execute()
     assert log == []
+
+
+def test_keyboard_interrupt_in_a_task_is_not_wrapped_as_a_task_failure() -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with workflow("ctrl_c") as wf:
+        TaskWrapper("interrupted", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        wf.execute()

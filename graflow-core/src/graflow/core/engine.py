@@ -204,7 +204,7 @@ class _Run:
                     t0 = perf_counter()  # ~50 ns: the failure event reports a real duration
                     try:
                         result = execute(handler, task, tctx)
-                    except BaseException as exc:
+                    except Exception as exc:  # KeyboardInterrupt and SystemExit pass through unwrapped
                         self._failed(task_id, cycle, perf_counter() - t0, exc)
                         raise TaskExecutionError(task_id, exc) from exc
             elif isinstance(task, ParallelGroup):
@@ -227,7 +227,7 @@ class _Run:
         t0 = time.perf_counter()
         try:
             result = execute(handler, task, tctx)
-        except BaseException as exc:
+        except Exception as exc:  # KeyboardInterrupt and SystemExit pass through unwrapped
             self._failed(task_id, cycle, time.perf_counter() - t0, exc)
             raise TaskExecutionError(task_id, exc) from exc
         self._succeeded(task_id, cycle, time.perf_counter() - t0, result)
