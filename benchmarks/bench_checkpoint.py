@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -24,9 +23,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
+
 from graflow import task, workflow
 from graflow.core.checkpoint import CheckpointManager
 from graflow.core.context import ExecutionContext
@@ -109,60 +110,48 @@ def timed(fn: Callable[[], Any], warmup: int, repeat: int) -> list[float]:
     for _ in range(repeat):
         started = time.perf_counter()
         fn()
-        runs.append((time.perf_counter() - started) * 1000)
+        runs.append(time.perf_counter() - started)
     return runs
 
 
+def measure(root: Path, repeat: int, warmup: bool) -> tuple[list[float], list[float]]:
+    """Seconds per durable checkpoint and per resume of the 1 MiB context, written under ``root``."""
+    context = build_context(values=256, value_size=4096)
+    config = {"checkpoint_dir": str(root)}
+    paths: list[str] = []
+
+    def checkpoint() -> None:
+        path, _ = CheckpointManager.create_checkpoint(context, config=config)
+        paths.append(path)
+
+    checkpoint()
+    path = paths[-1]
+    os.sync()  # resume is timed first, without our own writes still being flushed in the background
+    warmups = 3 if warmup else 0
+    resume_runs = timed(lambda: CheckpointManager.resume_from_checkpoint(path), warmups, repeat)
+    create_runs = timed(checkpoint, warmups, repeat)
+    restored, _ = CheckpointManager.resume_from_checkpoint(path)
+    assert len(restored.channel.keys()) == 256 and len(restored.queue) == 1
+    return create_runs, resume_runs
+
+
 def main() -> None:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where to write checkpoints (default: a temp dir)")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-
     root = tempfile.mkdtemp(prefix="graflow-bench-ckpt-", dir=args.dir)
     try:
-        context = build_context(values=256, value_size=4096)
-        config = {"checkpoint_dir": root}
-        paths: list[str] = []
-
-        def checkpoint() -> None:
-            path, _ = CheckpointManager.create_checkpoint(context, config=config)
-            paths.append(path)
-
-        checkpoint()
-        path = paths[-1]
-        os.sync()  # resume is timed first, without our own writes still being flushed in the background
-        resume_runs = timed(lambda: CheckpointManager.resume_from_checkpoint(path), args.warmup, args.repeat)
-        create_runs = timed(checkpoint, args.warmup, args.repeat)
-        restored, _ = CheckpointManager.resume_from_checkpoint(path)
-        assert len(restored.channel.keys()) == 256 and len(restored.queue) == 1
-
-        size = os.path.getsize(path)
-        create_ms, resume_ms = statistics.median(create_runs), statistics.median(resume_runs)
-        print(
-            f"checkpoint, 1 MiB channel, durable: {create_ms:.3f} ms (median of {args.repeat}; target 2 ms)"
-        )
-        print(
-            f"resume,     1 MiB channel:          {resume_ms:.3f} ms (median of {args.repeat}; target 1 ms)"
-        )
-        print(
-            json.dumps(
-                {
-                    "peer": "graflow",
-                    "workload": "W6",
-                    "unit": "ms",
-                    "checkpoint_runs": [round(r, 3) for r in create_runs],
-                    "resume_runs": [round(r, 3) for r in resume_runs],
-                    "extra": {"pkl_bytes": size, "dir": root},
-                }
-            )
-        )
+        create_runs, resume_runs = measure(Path(root), args.repeat, warmup=True)
+        create_ms = statistics.median(create_runs) * 1000
+        resume_ms = statistics.median(resume_runs) * 1000
+        print(f"checkpoint, 1 MiB channel, durable: {create_ms:.3f} ms (median of {args.repeat}; target 2 ms)")
+        print(f"resume,     1 MiB channel:          {resume_ms:.3f} ms (median of {args.repeat}; target 1 ms)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     main()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import docker
 import structlog
+
 from graflow import TaskWrapper, WorkflowEngine, workflow
 from graflow_docker import DockerTaskHandler
 

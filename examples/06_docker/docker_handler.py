@@ -75,9 +75,7 @@ def main() -> None:
         )
         engine.register_handler(
             "offline",
-            DockerTaskHandler(
-                image=IMAGE, network_mode="none", mem_limit="128m", cpu_period=100000, cpu_quota=50000
-            ),
+            DockerTaskHandler(image=IMAGE, network_mode="none", mem_limit="128m", cpu_period=100000, cpu_quota=50000),
         )
 
         with workflow("docker_demo") as wf:

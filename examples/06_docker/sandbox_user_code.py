@@ -37,9 +37,7 @@ def run_submission(code: str):
     engine = WorkflowEngine()
     engine.register_handler("sandbox", SANDBOX)
     with workflow("sandbox") as wf:
-        wf.add(
-            TaskWrapper("execute_user_code", execute_user_code, handler="sandbox", kwargs={"user_code": code})
-        )
+        wf.add(TaskWrapper("execute_user_code", execute_user_code, handler="sandbox", kwargs={"user_code": code}))
     return wf.execute(engine=engine)
 
 

@@ -91,9 +91,7 @@ def main() -> None:
             CheckpointManager.default_location(crashed.session_id, crashed.config)
         )
         assert [m.user_metadata["epoch"] for m in after] == [10, 20, 30, 40, 50, 60]
-        CheckpointManager.prune(
-            CheckpointManager.default_location(crashed.session_id, crashed.config), keep_last=2
-        )
+        CheckpointManager.prune(CheckpointManager.default_location(crashed.session_id, crashed.config), keep_last=2)
         kept = CheckpointManager.list_checkpoints(
             CheckpointManager.default_location(crashed.session_id, crashed.config)
         )

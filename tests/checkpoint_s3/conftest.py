@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from graflow.checkpoint.manager import reset_stores
 
 

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
+
 from graflow.checkpoint.store import CheckpointStore
 from graflow.testing import CheckpointStoreSuite
 from graflow_checkpoint_s3 import S3CheckpointStore

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from graflow import TaskExecutionContext, TaskWrapper, WorkflowEngine, task, workflow
 from graflow.checkpoint.manager import reset_stores, store_for
 from graflow.core.checkpoint import CheckpointManager
@@ -94,9 +95,7 @@ def test_meta_is_written_last(s3_client: Any, bucket: str) -> None:
     assert recording.puts == ["order/c.pkl", "order/c.state.json", "order/c.meta.json"]
 
 
-def test_missing_and_corrupted_objects_are_refused(
-    s3_config: dict[str, Any], bucket: str, s3_client: Any
-) -> None:
+def test_missing_and_corrupted_objects_are_refused(s3_config: dict[str, Any], bucket: str, s3_client: Any) -> None:
     with workflow("tiny") as wf:
         TaskWrapper("only", lambda: 1)
     path, _ = CheckpointManager.create_checkpoint(

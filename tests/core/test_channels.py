@@ -8,6 +8,7 @@ from typing import Any, Literal, TypedDict
 
 import attrs
 import pytest
+
 from graflow import (
     ExecutionContext,
     TaskExecutionContext,

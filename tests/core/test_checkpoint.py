@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from graflow import TaskExecutionContext, TaskWrapper, WorkflowEngine, task, workflow
 from graflow.checkpoint import CheckpointManager as PackageCheckpointManager
 from graflow.core.checkpoint import CheckpointManager, CheckpointMetadata

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from graflow.checkpoint import LocalCheckpointStore
 from graflow.checkpoint.store import CheckpointStore
 from graflow.testing import CheckpointStoreSuite

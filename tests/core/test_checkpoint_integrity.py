@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from graflow import TaskWrapper, WorkflowEngine, workflow
 from graflow.core.checkpoint import CheckpointManager
 from graflow.exceptions import (
@@ -151,9 +152,7 @@ def test_files_of_two_checkpoints_are_not_mixed(tmp_path: Path) -> None:
 def test_meta_schema_from_the_future(tmp_path: Path) -> None:
     path = make_checkpoint(tmp_path)
     rewrite_meta(path, lambda meta: meta.update(schema_version=99))
-    with pytest.raises(
-        CheckpointVersionError, match=r"ckpt\.meta\.json was written with checkpoint schema 99"
-    ):
+    with pytest.raises(CheckpointVersionError, match=r"ckpt\.meta\.json was written with checkpoint schema 99"):
         CheckpointManager.resume_from_checkpoint(path)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from graflow import ParallelGroupError, TaskExecutionContext, TaskWrapper, WorkflowEngine, task, workflow
 from graflow.core.checkpoint import CheckpointManager
 

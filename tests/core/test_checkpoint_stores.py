@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+
 from graflow import TaskWrapper, WorkflowEngine, hookimpl, workflow
 from graflow.channels.memory import MemoryChannel
 from graflow.checkpoint import LocalCheckpointStore

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from graflow import ParallelGroup, TaskWrapper, task, workflow
 from graflow.exceptions import (
     DuplicateTaskError,

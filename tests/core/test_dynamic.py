@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from graflow import ExecutionContext, TaskExecutionContext, TaskWrapper, WorkflowEngine, task, workflow
 from graflow.core.workflow import Workflow
 from graflow.exceptions import (

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+
 from graflow import (
     CoordinationBackend,
     ExecutionContext,
@@ -183,9 +184,7 @@ def test_registered_handler_is_used_inside_in_process_groups(backend: Coordinati
     handler = TaggingHandler("grouped")
     engine.register_handler("tagging", handler)
     with workflow("grouped") as wf:
-        (TaskWrapper("a", lambda: 1, handler="tagging") | TaskWrapper("b", lambda: 2)).with_execution(
-            backend=backend
-        )
+        (TaskWrapper("a", lambda: 1, handler="tagging") | TaskWrapper("b", lambda: 2)).with_execution(backend=backend)
     assert wf.execute(engine=engine) == {"a": ("grouped", 1), "b": 2}
     assert handler.seen == ["a"]
 
@@ -202,9 +201,9 @@ def test_registered_handler_is_used_inside_multiprocessing_groups() -> None:
     engine = WorkflowEngine()
     engine.register_handler("pid", PidHandler())
     with workflow("mp_handler") as wf:
-        (
-            TaskWrapper("a", lambda: 1, handler="pid") | TaskWrapper("b", lambda: 2, handler="pid")
-        ).with_execution(backend=CoordinationBackend.MULTIPROCESSING, max_workers=2)
+        (TaskWrapper("a", lambda: 1, handler="pid") | TaskWrapper("b", lambda: 2, handler="pid")).with_execution(
+            backend=CoordinationBackend.MULTIPROCESSING, max_workers=2
+        )
     result = wf.execute(engine=engine)
     assert {k: (v[0], v[2]) for k, v in result.items()} == {"a": ("mp-handler", 1), "b": ("mp-handler", 2)}
     assert os.getpid() not in {v[1] for v in result.values()}

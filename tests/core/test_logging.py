@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
+
 from graflow import CoordinationBackend, TaskWrapper, workflow
 from graflow.exceptions import TaskExecutionError
-from structlog.testing import capture_logs
 
 
 @pytest.fixture
@@ -112,9 +113,9 @@ def test_group_members_are_logged_like_tasks(debug_logging: None, backend: Coord
         raise RuntimeError("member down")
 
     with workflow("group_logs") as wf:
-        (TaskWrapper("good", lambda: 1) | TaskWrapper("bad", broken)).with_execution(
-            backend=backend
-        ).with_policy("best_effort")
+        (TaskWrapper("good", lambda: 1) | TaskWrapper("bad", broken)).with_execution(backend=backend).with_policy(
+            "best_effort"
+        )
     with capture_logs() as logs:
         wf.execute()
     assert {e["task_id"] for e in events(logs, "task_started")} == {"good", "bad"}

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+
 from graflow import CoordinationBackend, TaskExecutionContext, TaskWrapper, WorkflowEngine, task, workflow
 from graflow.exceptions import GraflowError, UnknownNameError, WorkflowCancelledError
 from graflow.plugins.manager import PluginHost
@@ -62,9 +63,7 @@ def test_results_and_channel_writes_reach_the_run(backend: CoordinationBackend) 
 
 
 def test_multiprocessing_results_and_channel_writes_reach_the_parent() -> None:
-    outcome, ctx = build_counting_workflow(CoordinationBackend.MULTIPROCESSING, max_workers=2).execute(
-        ret_context=True
-    )
+    outcome, ctx = build_counting_workflow(CoordinationBackend.MULTIPROCESSING, max_workers=2).execute(ret_context=True)
     assert_counting_outcome(outcome, ctx)
 
 
@@ -267,9 +266,7 @@ def test_redis_backend_without_graflow_redis_says_what_to_install(monkeypatch: p
     engine = WorkflowEngine()
     engine.host = PluginHost()
     with workflow("redis") as wf:
-        (TaskWrapper("a", lambda: 1) | TaskWrapper("b", lambda: 2)).with_execution(
-            backend=CoordinationBackend.REDIS
-        )
+        (TaskWrapper("a", lambda: 1) | TaskWrapper("b", lambda: 2)).with_execution(backend=CoordinationBackend.REDIS)
     with pytest.raises(UnknownNameError, match="pip install graflow-redis"):
         wf.execute(engine=engine)
 
@@ -316,9 +313,7 @@ def test_member_terminate_ends_the_run_after_the_barrier(backend: CoordinationBa
         log.append("stopper")
 
     with workflow("member_terminate") as wf:
-        group = TaskWrapper("stopper", stopper, inject_context=True) | TaskWrapper(
-            "other", lambda: log.append("other")
-        )
+        group = TaskWrapper("stopper", stopper, inject_context=True) | TaskWrapper("other", lambda: log.append("other"))
         group.with_execution(backend=backend) >> TaskWrapper("after", lambda: log.append("after"))
     wf.execute()
     assert sorted(log) == ["other", "stopper"]

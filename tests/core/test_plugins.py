@@ -10,9 +10,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import graflow.hookspecs as hookspecs
 import pluggy
 import pytest
+
+import graflow.hookspecs as hookspecs
 from graflow import (
     ExecutionContext,
     TaskExecutionContext,
@@ -380,9 +381,7 @@ class Recorder:
     def graflow_task_succeeded(
         self, run_id: str, session_id: str, task_id: str, cycle: int, duration_s: float, result: Any
     ) -> None:
-        self.calls.append(
-            ("task_succeeded", {"task_id": task_id, "duration_s": duration_s, "result": result})
-        )
+        self.calls.append(("task_succeeded", {"task_id": task_id, "duration_s": duration_s, "result": result}))
 
     @hookimpl
     def graflow_task_failed(

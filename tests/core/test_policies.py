@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+
 from graflow import (
     CoordinationBackend,
     ErrorHandlingPolicy,
@@ -262,9 +263,7 @@ def test_failing_task_error_names_the_task_and_keeps_the_original() -> None:
     assert error.task_id == "compute"
     assert error.original is original
     assert error.__cause__ is original
-    assert (
-        "'compute'" in str(error) and "ZeroDivisionError" in str(error) and "division by zero" in str(error)
-    )
+    assert "'compute'" in str(error) and "ZeroDivisionError" in str(error) and "division by zero" in str(error)
     frames = [frame.name for frame in traceback.extract_tb(original.__traceback__)]
     assert "compute" in frames
     assert wf.last_context is not None and "never" not in wf.last_context.results

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 
 import pytest
+
 from graflow import (
     ErrorHandlingPolicy,
     ExecutionContext,
@@ -716,9 +717,7 @@ def test_section4_monitoring_handler() -> None:
     engine = WorkflowEngine()
     engine.register_handler("monitor", handler)
     with workflow("monitored") as wf:
-        TaskWrapper("good", lambda: 1, handler="monitor") >> TaskWrapper(
-            "bad", lambda: 1 / 0, handler="monitor"
-        )
+        TaskWrapper("good", lambda: 1, handler="monitor") >> TaskWrapper("bad", lambda: 1 / 0, handler="monitor")
     with pytest.raises(TaskExecutionError, match="'bad'"):
         wf.execute(engine=engine)
     assert [(m["task"], m["status"]) for m in handler.metrics] == [("good", "success"), ("bad", "failed")]
@@ -871,10 +870,7 @@ def test_section5_custom_policy_and_error_information(capsys: pytest.CaptureFixt
         print(f"Succeeded: {e.successful_tasks}")  # [task_id, ...]
     out = capsys.readouterr().out
     assert f"Group: {parallel.task_id}" in out
-    assert (
-        "Failed: [('task_b', 'RuntimeError: task_b failed'), ('task_c', 'RuntimeError: task_c failed')]"
-        in out
-    )
+    assert "Failed: [('task_b', 'RuntimeError: task_b failed'), ('task_c', 'RuntimeError: task_c failed')]" in out
     assert "Succeeded: ['task_a']" in out
 
 
@@ -950,9 +946,7 @@ def test_section6_common_patterns() -> None:
 
     log.clear()
     with workflow("fan_in") as wf:
-        fetch_db, fetch_api, fetch_file, aggregate = named(
-            log, "fetch_db", "fetch_api", "fetch_file", "aggregate"
-        )
+        fetch_db, fetch_api, fetch_file, aggregate = named(log, "fetch_db", "fetch_api", "fetch_file", "aggregate")
         (fetch_db | fetch_api | fetch_file) >> aggregate
     wf.execute()
     assert log[-1] == "aggregate" and len(log) == 4

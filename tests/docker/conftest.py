@@ -16,6 +16,7 @@ import cloudpickle
 import docker.errors
 import pytest
 import requests.exceptions
+
 from graflow_docker.options import IO_MOUNT
 
 IMAGE = "fake-image:latest"

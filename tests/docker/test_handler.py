@@ -14,8 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import graflow
 import pytest
+
+import graflow
 from graflow import TaskExecutionContext, TaskHandler, TaskWrapper, WorkflowEngine, task, workflow
 from graflow.exceptions import RemoteTaskError, SerializationError, TaskExecutionError, TaskTimeoutError
 from graflow.testing import HandlerSuite
@@ -36,9 +37,7 @@ class Boom(Exception):
     """A user-defined exception: its type must survive the trip back."""
 
 
-def run_one(
-    handler: DockerTaskHandler, fn: Any, *, channel: dict[str, Any] | None = None, **options: Any
-) -> Any:
+def run_one(handler: DockerTaskHandler, fn: Any, *, channel: dict[str, Any] | None = None, **options: Any) -> Any:
     """Run ``fn`` as the only task of a workflow, with ``handler`` as "box"; returns (result, context)."""
     engine = WorkflowEngine()
     engine.register_handler("box", handler)
@@ -184,9 +183,7 @@ def test_channel_reads_host_values_and_writes_come_back(handler: DockerTaskHandl
         context.get_channel("ns").set("inner", 1)
         return sorted(channel.keys())
 
-    keys, ctx = run_one(
-        handler, use_channel, inject_context=True, channel={"seed": 21, "log": ["host"], "gone": 1}
-    )
+    keys, ctx = run_one(handler, use_channel, inject_context=True, channel={"seed": 21, "log": ["host"], "gone": 1})
     assert keys == ["copy", "log", "ns::inner", "seed", "total"]
     assert ctx.channel.items() == {
         "seed": 21,
@@ -397,6 +394,7 @@ def test_image_with_other_python_or_cloudpickle_is_refused_before_loading(
     handler: DockerTaskHandler, monkeypatch: pytest.MonkeyPatch, versions: dict[str, str], expected: str
 ) -> None:
     import cloudpickle
+
     from graflow_docker import _protocol
 
     real = _protocol.host_versions()
@@ -429,9 +427,7 @@ def test_a_real_older_or_newer_python_reports_its_version(
     assert error.image_version == python.parent.parent.name.rsplit(".", 1)[0]
 
 
-def test_image_without_cloudpickle_is_refused(
-    handler: DockerTaskHandler, fake_docker: Any, tmp_path: Path
-) -> None:
+def test_image_without_cloudpickle_is_refused(handler: DockerTaskHandler, fake_docker: Any, tmp_path: Path) -> None:
     fake_docker.site = str(tmp_path)  # an empty site: no cloudpickle
     with pytest.raises(TaskExecutionError) as info:
         run_one(handler, lambda: 1)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from graflow import WorkflowEngine
 from graflow_docker import ContainerOptions, DockerTaskHandler
 from graflow_docker._runner import BOOT_CODE
@@ -47,9 +48,7 @@ def test_gpu_device_requests_pass_through() -> None:
     from docker.types import DeviceRequest
 
     gpus = [DeviceRequest(count=1, capabilities=[["gpu"]])]
-    kwargs = create_kwargs(
-        ContainerOptions(image="tensorflow/tensorflow:latest-gpu", device_requests=gpus), "/io", {}
-    )
+    kwargs = create_kwargs(ContainerOptions(image="tensorflow/tensorflow:latest-gpu", device_requests=gpus), "/io", {})
     assert kwargs["device_requests"] == gpus
 
 
@@ -92,9 +91,7 @@ def test_docker_handler_name_falls_back_to_the_environment(monkeypatch: pytest.M
 
 
 def test_unknown_docker_setting_lists_the_known_ones() -> None:
-    with pytest.raises(
-        ValueError, match=r"unknown Docker handler settings \['docker_memory'\].*docker_mem_limit"
-    ):
+    with pytest.raises(ValueError, match=r"unknown Docker handler settings \['docker_memory'\].*docker_mem_limit"):
         ContainerOptions.from_config({"docker_image": "i", "docker_memory": "1g"})
 
 

@@ -1,6 +1,4 @@
-"""Every example that needs no service runs as a script and checks its own results (exit code 0).
-
-"""
+"""Every example that needs no service runs as a script and checks its own results (exit code 0)."""
 
 from __future__ import annotations
 
@@ -22,9 +20,7 @@ SCRIPTS = sorted(
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[f"{p.parent.name}/{p.name}" for p in SCRIPTS])
 def test_example_runs_and_checks_itself(script: Path, tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180
-    )
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 

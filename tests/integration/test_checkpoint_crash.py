@@ -214,9 +214,7 @@ def test_a_process_killed_mid_write_leaves_no_visible_checkpoint(tmp_path: Path)
     script = tmp_path / "torn.py"
     script.write_text(CRASH_MID_WRITE)
     folder = tmp_path / "ckpts"
-    proc = subprocess.run(
-        [sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert (folder / "torn.pkl").exists() or list(folder.glob("torn.pkl.tmp-*"))  # the data got written
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from graflow import TaskExecutionContext, TaskHandler, TaskWrapper, WorkflowEngine, task, workflow
 from graflow.exceptions import TaskExecutionError, TaskTimeoutError
 from graflow.testing import HandlerSuite
@@ -126,9 +127,7 @@ def _network_probe() -> tuple[list[str], int]:
 
 
 def test_spec_network_mode_none_cuts_the_network(docker_image: str) -> None:
-    (interfaces, code), _ = run_one(
-        DockerTaskHandler(image=docker_image, network_mode="none"), _network_probe
-    )
+    (interfaces, code), _ = run_one(DockerTaskHandler(image=docker_image, network_mode="none"), _network_probe)
     assert interfaces == ["lo"]
     assert code == errno.ENETUNREACH
     (interfaces, _), _ = run_one(DockerTaskHandler(image=docker_image, network_mode="bridge"), _network_probe)
@@ -194,9 +193,7 @@ def test_docker_and_direct_tasks_mix_and_docker_members_run_in_parallel(docker_i
         return started, time.time()
 
     with workflow("mixed") as wf:
-        start = TaskWrapper(
-            "start", lambda context: context.get_channel().set("hits", 0), inject_context=True
-        )
+        start = TaskWrapper("start", lambda context: context.get_channel().set("hits", 0), inject_context=True)
         members = [TaskWrapper(f"m{i}", member, handler="box", inject_context=True) for i in range(3)]
         group = (members[0] | members[1] | members[2]).with_execution("threading")
         end = TaskWrapper("end", lambda context: context.get_channel().get("hits"), inject_context=True)

@@ -12,7 +12,6 @@ from graflow.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from graflow.plugins.registry import Registrar
-
     from graflow_checkpoint_s3.store import S3CheckpointStore
 
 

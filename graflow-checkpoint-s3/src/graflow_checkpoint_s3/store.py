@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+
 from graflow.checkpoint.store import SUFFIXES, CheckpointStore, Part, part_path, split_scheme
 from graflow.exceptions import CheckpointError, CheckpointNotFoundError
 
@@ -104,9 +105,7 @@ class S3CheckpointStore(CheckpointStore):
         """Meta first (the checkpoint is gone from then on), then both data objects in one request."""
         self.delete_part(path, "meta")
         bucket, _ = split_s3(path)
-        keys: list[ObjectIdentifierTypeDef] = [
-            {"Key": split_s3(part_path(path, p))[1]} for p in ("pkl", "state")
-        ]
+        keys: list[ObjectIdentifierTypeDef] = [{"Key": split_s3(part_path(path, p))[1]} for p in ("pkl", "state")]
         try:
             self.client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
         except (BotoCoreError, ClientError) as exc:
@@ -118,9 +117,7 @@ class S3CheckpointStore(CheckpointStore):
         suffix = SUFFIXES["meta"]
         found: list[str] = []
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix, Delimiter="/"
-            )
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
             for page in pages:
                 for item in page.get("Contents", []):
                     key = item.get("Key", "")

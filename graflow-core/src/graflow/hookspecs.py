@@ -52,7 +52,9 @@ def graflow_register_queue_backends(register: Registrar) -> None:
     """Offer queue backends: where a run keeps the tasks that are ready to execute.
 
     :param register: ``register(name, factory)``; ``factory(session_id, config)`` returns a
-        :class:`graflow.queue.base.TaskQueue` scoped to that session.
+        :class:`graflow.queue.base.TaskQueue` scoped to that session. ``graflow worker`` calls it
+        with ``session_id=""`` and the worker options as ``config``; it can serve workers only if
+        what it returns is also a :class:`graflow.worker.WorkSource`.
     """
 
 

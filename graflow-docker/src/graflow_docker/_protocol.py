@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 import cloudpickle
 import structlog
+
 from graflow.channels.views import ChannelOp
 from graflow.core.context import TaskExecutionContext
 from graflow.core.decorators import task as task_decorator

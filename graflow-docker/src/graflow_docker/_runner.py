@@ -35,8 +35,7 @@ from typing import Any
 PROTOCOL = 1
 MODULE_NAME = "_graflow_runner"
 BOOT_CODE = (
-    "import sys; sys.path.insert(0, sys.argv[1]); import _graflow_runner; "
-    "sys.exit(_graflow_runner.run(sys.argv[1]))"
+    "import sys; sys.path.insert(0, sys.argv[1]); import _graflow_runner; sys.exit(_graflow_runner.run(sys.argv[1]))"
 )
 NAMESPACE_SEPARATOR = "::"
 _MISSING: Any = object()
@@ -214,9 +213,7 @@ class JournalChannel:
 
     def _value(self, key: str, value: Any) -> Any:
         if isinstance(value, Unshippable):
-            raise RuntimeError(
-                f"channel key {value.key!r} could not be shipped into the container: {value.reason}"
-            )
+            raise RuntimeError(f"channel key {value.key!r} could not be shipped into the container: {value.reason}")
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -322,9 +319,7 @@ class TaskContext:
             self.next_tasks.append((task, bool(goto)))
             return
         if isinstance(task, TaskWrapper):
-            raise TypeError(
-                "with safe_output=True, next_task takes the id of a task of the workflow, not a new task"
-            )
+            raise TypeError("with safe_output=True, next_task takes the id of a task of the workflow, not a new task")
         raise TypeError(
             f"next_task expects a task of the workflow, its id, or TaskWrapper(task_id, func); got {task!r}"
         )
@@ -427,9 +422,7 @@ def _partial_outcome(
         data = _outcome_body(ctx, None, None, json_only)
         what = "the channel writes or next_task requests of"
     fault = _describe(cause)
-    message = (
-        f"{what} task {ctx.task_id!r} cannot be sent back to the host: {fault['type']}: {fault['message']}"
-    )
+    message = f"{what} task {ctx.task_id!r} cannot be sent back to the host: {fault['type']}: {fault['message']}"
     if error is None:
         fault.update(type="SerializationError", module="graflow.exceptions", message=message)
         head.update(status="error", error=fault)

@@ -45,9 +45,7 @@ class DockerImageMismatchError(DockerHandlerError, RuntimeError):
                 f"only loads on the same major.minor. Use an image with Python {host_version}"
             )
         elif image_version is None:
-            detail = (
-                f"has no cloudpickle; install cloudpickle=={host_version} in the image (the host's version)"
-            )
+            detail = f"has no cloudpickle; install cloudpickle=={host_version} in the image (the host's version)"
         else:
             detail = (
                 f"has cloudpickle {image_version} but this host has cloudpickle {host_version}; install "
@@ -73,11 +71,7 @@ class ContainerOOMError(DockerHandlerError, MemoryError):
         self.task_id = task_id
         self.image = image
         self.mem_limit = mem_limit
-        how = (
-            "was killed by the kernel OOM killer"
-            if certain
-            else "was SIGKILLed, most likely by the OOM killer"
-        )
+        how = "was killed by the kernel OOM killer" if certain else "was SIGKILLed, most likely by the OOM killer"
         super().__init__(
             f"task {task_id!r} ran out of memory (OOM): its container {how} for exceeding "
             f"mem_limit={mem_limit!r} (image {image!r}). Raise mem_limit or use less memory."

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import structlog
+
 from graflow.channels.views import apply_channel_ops
 from graflow.core.context import TaskExecutionContext, current_task_context
 from graflow.core.handler import TaskHandler
 from graflow.exceptions import TaskTimeoutError
-
 from graflow_docker import _cleanup
 from graflow_docker._protocol import Outcome, ShippingRules, read_outcome, read_private, write_request
 from graflow_docker.errors import (
@@ -239,9 +239,7 @@ class DockerTaskHandler(TaskHandler):
                 status = container.wait(timeout=self.options.timeout)
             except requests.exceptions.RequestException as exc:
                 if self.options.timeout is None:
-                    raise DockerUnavailableError(
-                        f"lost the Docker daemon while task {task_id!r} ran: {exc}"
-                    ) from exc
+                    raise DockerUnavailableError(f"lost the Docker daemon while task {task_id!r} ran: {exc}") from exc
                 raise TaskTimeoutError(
                     f"task {task_id!r} ran longer than its Docker timeout of {self.options.timeout}s "
                     f"(image {image!r}); its container was killed and removed"
@@ -302,9 +300,7 @@ class DockerTaskHandler(TaskHandler):
             if outcome.status == "load-error":
                 error = TaskLoadError(task_id, image, str(error))
             if outcome.traceback:
-                error.add_note(
-                    f"Traceback inside the Docker container (image {image}):\n{outcome.traceback.rstrip()}"
-                )
+                error.add_note(f"Traceback inside the Docker container (image {image}):\n{outcome.traceback.rstrip()}")
             raise error
         for next_task, goto in outcome.next_tasks:
             tctx.next_task(next_task, goto=goto)

@@ -61,9 +61,7 @@ class TypedChannel(Generic[T]):
 
     def _check(self, key: str, value: Any) -> None:
         if key not in self._fields:
-            raise KeyError(
-                f"{self.schema.__name__} has no key {key!r}; known keys: {', '.join(sorted(self._fields))}"
-            )
+            raise KeyError(f"{self.schema.__name__} has no key {key!r}; known keys: {', '.join(sorted(self._fields))}")
         expected = self._fields[key]
         if not _matches(value, expected):
             raise TypeError(

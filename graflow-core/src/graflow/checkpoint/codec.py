@@ -51,8 +51,7 @@ def check_json(user_metadata: Mapping[str, Any]) -> None:
         json.dumps(user_metadata)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(
-            "checkpoint metadata must be JSON-serializable, since it is written to the .meta.json file: "
-            f"{exc}"
+            f"checkpoint metadata must be JSON-serializable, since it is written to the .meta.json file: {exc}"
         ) from exc
 
 
@@ -86,22 +85,16 @@ def _load_json(raw: bytes, file: str) -> dict[str, Any]:
     try:
         loaded = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointCorruptedError(
-            f"{file} is not valid JSON ({exc}): the checkpoint is corrupted"
-        ) from None
+        raise CheckpointCorruptedError(f"{file} is not valid JSON ({exc}): the checkpoint is corrupted") from None
     if not isinstance(loaded, dict):
-        raise CheckpointCorruptedError(
-            f"{file} holds a JSON {type(loaded).__name__}, not an object: corrupted"
-        )
+        raise CheckpointCorruptedError(f"{file} holds a JSON {type(loaded).__name__}, not an object: corrupted")
     return loaded
 
 
 def _check_version(doc: Mapping[str, Any], file: str) -> None:
     version = doc.get("schema_version")
     if not isinstance(version, int):
-        raise CheckpointCorruptedError(
-            f"{file} has no integer schema_version: not a Graflow checkpoint, or corrupted"
-        )
+        raise CheckpointCorruptedError(f"{file} has no integer schema_version: not a Graflow checkpoint, or corrupted")
     if version > SCHEMA_VERSION:
         raise CheckpointVersionError(
             f"{file} was written with checkpoint schema {version}, but this graflow-core reads schemas up to "
@@ -162,9 +155,7 @@ def decode_meta(
             for part in ("pkl", "state")
         }
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointCorruptedError(
-            f"{file} lacks or mangles field {exc}: the checkpoint is corrupted"
-        ) from None
+        raise CheckpointCorruptedError(f"{file} lacks or mangles field {exc}: the checkpoint is corrupted") from None
     return metadata, files
 
 

@@ -46,9 +46,7 @@ def _host(engine: WorkflowEngine | None) -> PluginHost:
     return default_host()
 
 
-def store_for(
-    path: str, config: Mapping[str, Any] | None = None, host: PluginHost | None = None
-) -> CheckpointStore:
+def store_for(path: str, config: Mapping[str, Any] | None = None, host: PluginHost | None = None) -> CheckpointStore:
     """The store for ``path``'s scheme, built once per scheme and config (S3 clients are slow to make).
 
     An unknown scheme raises UnknownNameError, which lists the installed ones and names the package
@@ -98,6 +96,8 @@ class CheckpointManager:
         root = str((config or {}).get("checkpoint_dir") or os.environ.get(CHECKPOINT_DIR_ENV) or DEFAULT_DIR)
         if "://" not in root:
             root = os.path.abspath(root)
+        if root.endswith("://"):  # a bare scheme root such as "redis://"
+            return root + session_id
         return root.rstrip("/") + "/" + session_id
 
     @classmethod
@@ -243,9 +243,7 @@ class CheckpointManager:
         for path in store.list(location):
             meta_file = part_path(path, "meta")
             try:
-                metadata, _ = codec.decode_meta(
-                    store.read_part(path, "meta"), meta_file, path, None, verify=False
-                )
+                metadata, _ = codec.decode_meta(store.read_part(path, "meta"), meta_file, path, None, verify=False)
             except CheckpointNotFoundError:
                 continue  # deleted while we listed
             except CheckpointError as exc:
@@ -301,9 +299,7 @@ def _unpickle(pkl: Blob, file: str) -> dict[str, Any]:
             "before resuming"
         ) from exc
     except Exception as exc:
-        raise CheckpointCorruptedError(
-            f"{file} cannot be unpickled ({type(exc).__name__}: {exc}): corrupted"
-        ) from exc
+        raise CheckpointCorruptedError(f"{file} cannot be unpickled ({type(exc).__name__}: {exc}): corrupted") from exc
     if not isinstance(payload, dict) or "graph" not in payload:
         raise CheckpointCorruptedError(f"{file} does not hold a Graflow run (found {type(payload).__name__})")
     return payload

@@ -128,9 +128,7 @@ def capture(ctx: ExecutionContext, current_task: TaskSpec | None) -> tuple[dict[
     return payload, state
 
 
-def restore(
-    payload: Mapping[str, Any], host: PluginHost, config: Mapping[str, Any] | None
-) -> ExecutionContext:
+def restore(payload: Mapping[str, Any], host: PluginHost, config: Mapping[str, Any] | None) -> ExecutionContext:
     """A context equal to the captured one, with its queue and channel rebuilt through ``host``."""
     graph: TaskGraph = payload["graph"]
     for node in list(graph.nodes.values()):

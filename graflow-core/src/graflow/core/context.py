@@ -132,9 +132,7 @@ class ExecutionContext:
             queue_backend=queue_backend,
             channel_backend=channel_backend,
             config=settings,
-            max_steps=max_steps
-            if max_steps is not None
-            else int(settings.get("max_steps", DEFAULT_MAX_STEPS)),
+            max_steps=max_steps if max_steps is not None else int(settings.get("max_steps", DEFAULT_MAX_STEPS)),
         )
         queue.put_many(TaskSpec(s) for s in starts)
         return ctx
@@ -153,9 +151,7 @@ class ExecutionContext:
                 return default
             if task_id not in self.graph:
                 raise TaskNotFoundError(task_id, list(self.graph.nodes)) from None
-            raise KeyError(
-                f"task {task_id!r} has no result yet (it has not run, or it is still running)"
-            ) from None
+            raise KeyError(f"task {task_id!r} has no result yet (it has not run, or it is still running)") from None
 
     def get_channel(self, namespace: str | None = None) -> Channel:
         return self.channel if namespace is None else NamespacedChannel(self.channel, namespace)
@@ -304,9 +300,7 @@ class TaskExecutionContext:
 
         ectx = self.execution_context
         if not isinstance(ectx, ExecutionContext):
-            raise GraflowError(
-                "checkpoint(deferred=False) is not available in a task running in another process"
-            )
+            raise GraflowError("checkpoint(deferred=False) is not available in a task running in another process")
         return CheckpointManager.create_checkpoint(
             ectx, metadata=metadata, path=path, current_task=TaskSpec(self.task_id, self._data)
         )

@@ -57,9 +57,7 @@ class WorkflowEngine:
     passed to handler factories and coordinators.
     """
 
-    def __init__(
-        self, plugins: Iterable[object] | None = None, config: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, plugins: Iterable[object] | None = None, config: Mapping[str, Any] | None = None) -> None:
         plugin_list = list(plugins or ())
         self.host: PluginHost = PluginHost(plugin_list) if plugin_list else default_host()
         self.config: dict[str, Any] = dict(config or {})
@@ -71,9 +69,7 @@ class WorkflowEngine:
     def register_handler(self, name: str, handler: TaskHandler) -> None:
         """Use ``handler`` for tasks declared with ``@task(handler=name)``, wherever this engine runs them."""
         if not isinstance(handler, TaskHandler):
-            raise TypeError(
-                f"register_handler({name!r}, ...) expects a TaskHandler instance, got {handler!r}"
-            )
+            raise TypeError(f"register_handler({name!r}, ...) expects a TaskHandler instance, got {handler!r}")
         self._handlers[name] = handler
         self._registered.add(name)
 
@@ -85,9 +81,7 @@ class WorkflowEngine:
                 registration = self.host.get("handler", name)
             except LookupError as exc:
                 if self._registered:
-                    exc.add_note(
-                        f"Handlers registered on this engine: {', '.join(sorted(self._registered))}."
-                    )
+                    exc.add_note(f"Handlers registered on this engine: {', '.join(sorted(self._registered))}.")
                 raise
             found = registration.factory(self.config)
             self._handlers[name] = found
@@ -360,9 +354,7 @@ class _Run:
         first = [MemberRun(m.task_id, cycles.get(m.task_id, 0) + 1) for m in group.members]
         expected.update((r.task_id, r.cycle) for r in first)
         if self.debug:
-            self.rlog.debug(
-                "group_started", group_id=group.task_id, members=len(first), backend=group.backend
-            )
+            self.rlog.debug("group_started", group_id=group.task_id, members=len(first), backend=group.backend)
         coordinator.open(runner)
         completed = False
         try:

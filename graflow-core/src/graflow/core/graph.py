@@ -12,9 +12,7 @@ if TYPE_CHECKING:
     from graflow.core.task import Executable
 
 # The graph that operators and new tasks attach to: set by ``with workflow(...)``.
-ACTIVE_GRAPH: contextvars.ContextVar[TaskGraph | None] = contextvars.ContextVar(
-    "graflow_active_graph", default=None
-)
+ACTIVE_GRAPH: contextvars.ContextVar[TaskGraph | None] = contextvars.ContextVar("graflow_active_graph", default=None)
 
 
 class TaskGraph:

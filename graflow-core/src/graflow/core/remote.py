@@ -122,9 +122,7 @@ def _unpack(payload: bytes, key: bytes | None, check_versions: bool) -> tuple[di
                 "payload is signed but this process has no key; set GRAFLOW_SECRET_KEY like the sender"
             )
         if not hmac.compare_digest(digest, hmac.new(key, framed, hashlib.sha256).digest()):
-            raise PayloadRejectedError(
-                "payload signature does not match: tampered, or signed with another key"
-            )
+            raise PayloadRejectedError("payload signature does not match: tampered, or signed with another key")
     elif kind == b"U":
         framed = payload[5:]
         if key is not None:
@@ -250,9 +248,7 @@ def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberO
         outcome.control = tctx._control
         outcome.checkpoint = tctx._checkpoint
     except BaseException as exc:  # reported to the run, never lost
-        exc.add_note(
-            f"Traceback in the process that ran the task (pid {os.getpid()}):\n{traceback.format_exc()}"
-        )
+        exc.add_note(f"Traceback in the process that ran the task (pid {os.getpid()}):\n{traceback.format_exc()}")
         outcome.error = exc
     if journal is not None:
         outcome.channel_ops = journal.ops

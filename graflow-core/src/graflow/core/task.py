@@ -144,9 +144,7 @@ class TaskWrapper(Executable):
 
     # --- execution ---------------------------------------------------------------------------------
 
-    def resolve_kwargs(
-        self, ctx: TaskExecutionContext, explicit: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def resolve_kwargs(self, ctx: TaskExecutionContext, explicit: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The keyword arguments this execution receives (see the class docstring for the order).
 
         ``explicit`` adds explicit arguments for this execution only (``task.run(device=...)``).
@@ -296,9 +294,7 @@ class ParallelGroup(Executable):
     def _mergeable(self) -> bool:
         """An unnamed, unconfigured group with no edges can absorb more members: ``a | b | c``."""
         graph = self._graph
-        free = graph is None or not (
-            graph.successors.get(self.task_id) or graph.predecessors.get(self.task_id)
-        )
+        free = graph is None or not (graph.successors.get(self.task_id) or graph.predecessors.get(self.task_id))
         return not self._named and not self._configured and free
 
     @classmethod
@@ -334,9 +330,7 @@ class ParallelGroup(Executable):
         self._named = True
         return self
 
-    def with_execution(
-        self, backend: Any = None, max_workers: int | None = None, **options: Any
-    ) -> ParallelGroup:
+    def with_execution(self, backend: Any = None, max_workers: int | None = None, **options: Any) -> ParallelGroup:
         """Choose how members run: ``CoordinationBackend.DIRECT | THREADING | MULTIPROCESSING | REDIS``
         or any coordinator name a plugin registered. Extra ``options`` go to the coordinator."""
         if backend is not None:

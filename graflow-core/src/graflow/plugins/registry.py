@@ -84,7 +84,5 @@ class Registry:
 
 def unknown_name(kind: str, name: str, available: dict[str, Any] | list[str]) -> UnknownNameError:
     provider = KNOWN_PROVIDERS.get((kind, name))
-    hint = (
-        f"{kind.capitalize()} {name!r} is provided by {provider}: pip install {provider}." if provider else ""
-    )
+    hint = f"{kind.capitalize()} {name!r} is provided by {provider}: pip install {provider}." if provider else ""
     return UnknownNameError(kind, name, list(available), hint)

@@ -8,9 +8,7 @@ from typing import Any
 
 import attrs
 
-NO_DATA: Any = type(
-    "NoData", (), {"__repr__": lambda self: "NO_DATA", "__reduce__": lambda self: "NO_DATA"}
-)()
+NO_DATA: Any = type("NoData", (), {"__repr__": lambda self: "NO_DATA", "__reduce__": lambda self: "NO_DATA"})()
 """Marks a TaskSpec that carries no ``next_iteration`` data (``None`` is valid data)."""
 
 

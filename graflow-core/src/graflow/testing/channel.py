@@ -136,7 +136,7 @@ class ChannelBackendSuite:
         assert a.increment("n") == 1
         assert "n" not in b
 
-    def _concurrently(self, same_channel: Callable[[], Channel], work: Callable[[Channel], None]) -> None:
+    def _concurrently(self, same_channel: Callable[[], Channel], work: Callable[[Channel], object]) -> None:
         handles = [same_channel() for _ in range(WRITERS)]
         start = threading.Barrier(WRITERS)
         errors: list[BaseException] = []
@@ -155,15 +155,11 @@ class ChannelBackendSuite:
             thread.join()
         assert errors == []
 
-    def test_concurrent_increments_are_not_lost(
-        self, backend: Channel, same_channel: Callable[[], Channel]
-    ) -> None:
+    def test_concurrent_increments_are_not_lost(self, backend: Channel, same_channel: Callable[[], Channel]) -> None:
         self._concurrently(same_channel, lambda ch: ch.increment("counter"))
         assert backend.get("counter") == WRITERS
 
-    def test_many_concurrent_increments_add_up(
-        self, backend: Channel, same_channel: Callable[[], Channel]
-    ) -> None:
+    def test_many_concurrent_increments_add_up(self, backend: Channel, same_channel: Callable[[], Channel]) -> None:
         def work(channel: Channel) -> None:
             for _ in range(50):
                 channel.increment("counter")
@@ -171,9 +167,7 @@ class ChannelBackendSuite:
         self._concurrently(same_channel, work)
         assert backend.get("counter") == WRITERS * 50
 
-    def test_concurrent_appends_are_not_lost(
-        self, backend: Channel, same_channel: Callable[[], Channel]
-    ) -> None:
+    def test_concurrent_appends_are_not_lost(self, backend: Channel, same_channel: Callable[[], Channel]) -> None:
         def work(channel: Channel) -> None:
             for i in range(10):
                 channel.append("log", i)
@@ -181,9 +175,7 @@ class ChannelBackendSuite:
         self._concurrently(same_channel, work)
         assert sorted(backend.get("log")) == sorted(list(range(10)) * WRITERS)
 
-    def test_concurrent_updates_are_not_lost(
-        self, backend: Channel, same_channel: Callable[[], Channel]
-    ) -> None:
+    def test_concurrent_updates_are_not_lost(self, backend: Channel, same_channel: Callable[[], Channel]) -> None:
         def work(channel: Channel) -> None:
             for _ in range(10):
                 channel.update("total", lambda v: v + 2, 0)

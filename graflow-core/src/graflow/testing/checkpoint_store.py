@@ -87,18 +87,14 @@ class CheckpointStoreSuite:
         with pytest.raises(CheckpointNotFoundError):
             store.map_part(store.join(location, "absent.pkl"), "pkl")
 
-    def test_missing_checkpoint_raises_not_found_naming_the_file(
-        self, store: CheckpointStore, location: str
-    ) -> None:
+    def test_missing_checkpoint_raises_not_found_naming_the_file(self, store: CheckpointStore, location: str) -> None:
         path = store.join(location, "absent.pkl")
         with pytest.raises(CheckpointNotFoundError, match=r"absent\.meta\.json"):
             store.read_part(path, "meta")
         with pytest.raises(CheckpointNotFoundError, match=r"absent\.pkl"):
             store.read_part(path, "pkl")
 
-    def test_list_shows_checkpoints_directly_inside_the_location(
-        self, store: CheckpointStore, location: str
-    ) -> None:
+    def test_list_shows_checkpoints_directly_inside_the_location(self, store: CheckpointStore, location: str) -> None:
         assert store.list(location) == []
         first, second = store.join(location, "a.pkl"), store.join(location, "b.pkl")
         self.write(store, first, b"a")
@@ -115,9 +111,7 @@ class CheckpointStoreSuite:
         store.write_part(path, "meta", meta)
         assert store.list(location) == [path]
 
-    def test_checkpoint_is_invisible_until_its_meta_is_stored(
-        self, store: CheckpointStore, location: str
-    ) -> None:
+    def test_checkpoint_is_invisible_until_its_meta_is_stored(self, store: CheckpointStore, location: str) -> None:
         path = store.join(location, "order.pkl")
         calls: list[list[str]] = []
 
@@ -168,9 +162,7 @@ class CheckpointStoreSuite:
         assert context.last_checkpoint_path is not None
         return context.last_checkpoint_path, context
 
-    def test_checkpoint_resumes_with_what_was_pending(
-        self, location: str, store_config: dict[str, Any]
-    ) -> None:
+    def test_checkpoint_resumes_with_what_was_pending(self, location: str, store_config: dict[str, Any]) -> None:
         path, original = self._run(location, store_config)
         context, metadata = CheckpointManager.resume_from_checkpoint(path, config=store_config)
         assert metadata.user_metadata == {"stage": "produced"}
@@ -183,9 +175,7 @@ class CheckpointStoreSuite:
     def test_explicit_path_round_trips(self, location: str, store_config: dict[str, Any]) -> None:
         _, original = self._run(location, store_config)
         path = location.rstrip("/") + "/explicit/snapshot.pkl"
-        written, _ = CheckpointManager.create_checkpoint(
-            original, metadata={"n": 1}, path=path, config=store_config
-        )
+        written, _ = CheckpointManager.create_checkpoint(original, metadata={"n": 1}, path=path, config=store_config)
         assert written == path
         context, metadata = CheckpointManager.resume_from_checkpoint(path, config=store_config)
         assert metadata.user_metadata == {"n": 1}
@@ -195,9 +185,7 @@ class CheckpointStoreSuite:
         _, context = self._run(location, store_config)
         folder = location.rstrip("/") + "/many"
         paths = [
-            CheckpointManager.create_checkpoint(
-                context, {"i": i}, path=f"{folder}/c{i}.pkl", config=store_config
-            )[0]
+            CheckpointManager.create_checkpoint(context, {"i": i}, path=f"{folder}/c{i}.pkl", config=store_config)[0]
             for i in range(4)
         ]
         listed = CheckpointManager.list_checkpoints(folder, config=store_config)
@@ -214,9 +202,7 @@ class CheckpointStoreSuite:
     def test_signed_checkpoint_refuses_another_key(self, location: str, store_config: dict[str, Any]) -> None:
         _, context = self._run(location, store_config)
         signed = {**store_config, "secret_key": "right"}
-        path, _ = CheckpointManager.create_checkpoint(
-            context, path=location.rstrip("/") + "/signed.pkl", config=signed
-        )
+        path, _ = CheckpointManager.create_checkpoint(context, path=location.rstrip("/") + "/signed.pkl", config=signed)
         restored, _ = CheckpointManager.resume_from_checkpoint(path, config=signed)
         assert restored.results == context.results
         with pytest.raises(CheckpointCorruptedError, match="signature does not match"):

@@ -1,0 +1,87 @@
+"""What a TaskWorker needs from a queue backend: deliveries to take, outcomes to hand back, liveness.
+
+graflow-core ships no implementation (an in-process queue cannot feed another process); graflow-redis's
+``RedisTaskQueue`` is the reference one. The contract is at-least-once:
+
+* ``fetch`` hands this consumer up to ``max_items`` deliveries, blocking up to ``block_s`` when there
+  are none, and never more than asked (a worker asks only for as many as it has free slots); it may
+  carry outcomes to complete first;
+* a delivery stays owned by its consumer until ``complete`` (outcome recorded and delivery
+  acknowledged, atomically per item) or ``release`` (given back for any worker to take now);
+* a consumer that stops calling ``heartbeat`` for ``worker_timeout`` seconds is dead, and ``reclaim``
+  (called by any live worker or submitter) gives its deliveries to others. A delivery that keeps
+  killing its workers is dead-lettered by the backend instead of being handed out forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+
+@attrs.define(slots=True)
+class WorkItem:
+    """One delivery of one task execution to one consumer.
+
+    ``item_id`` is the backend's delivery id; ``route`` is backend data telling ``complete`` where the
+    outcome goes (opaque to the worker). ``task_id``/``cycle`` are known without loading ``payload``, so
+    a payload that is refused can still be reported as that task's failure.
+    """
+
+    item_id: str
+    task_id: str
+    cycle: int
+    payload: bytes
+    route: Any = None
+
+
+@runtime_checkable
+class WorkSource(Protocol):
+    """A queue backend that TaskWorker processes consume."""
+
+    worker_timeout: float
+    """Seconds without a heartbeat after which a consumer counts as dead."""
+
+    def fetch(
+        self, consumer: str, max_items: int, block_s: float, done: Sequence[tuple[WorkItem, bytes]] = ()
+    ) -> list[WorkItem]:
+        """Take up to ``max_items`` deliveries for ``consumer``; ``[]`` when ``block_s`` passed without any
+        (``block_s=0``: look without waiting).
+
+        ``done`` is first completed as by :meth:`complete`, in the same round trip: a slot that found
+        no next task reports and waits for one at once.
+        """
+        ...
+
+    def complete(self, consumer: str, done: Sequence[tuple[WorkItem, bytes]]) -> None:
+        """Record each outcome payload where its item's route says, and acknowledge the items."""
+        ...
+
+    def release(self, consumer: str, items: Sequence[WorkItem]) -> None:
+        """Give ``items`` back unfinished, for any consumer to take at once (graceful shutdown)."""
+        ...
+
+    def heartbeat(self, consumer: str, info: Mapping[str, Any]) -> None:
+        """Say ``consumer`` is alive for ``worker_timeout`` more seconds; ``info`` is what others read."""
+        ...
+
+    def reclaim(self) -> int:
+        """Hand the deliveries of dead consumers to live ones; returns how many items moved."""
+        ...
+
+    def leave(self, consumer: str) -> None:
+        """``consumer`` exits cleanly: forget its heartbeat (call after releasing what it held)."""
+        ...
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """The ``info`` of every live consumer, by consumer name."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+__all__ = ["WorkItem", "WorkSource"]

@@ -1,0 +1,80 @@
+"""Every Redis key graflow-redis writes, and how long each lives (README: "Key layout").
+
+Per queue (shared by the fleet that serves it; emptied as work completes):
+
+* ``{p}:q:{queue}:tasks``: stream of task executions, consumer group ``graflow-workers``. Entries are
+  deleted when acknowledged. TTL ``queue_ttl``, refreshed by every submit and heartbeat.
+* ``{p}:q:{queue}:dead``: dead-lettered tasks (capped at ~1,000 entries). TTL ``queue_ttl``.
+* ``{p}:q:{queue}:workers``: sorted set of consumers by last heartbeat. TTL ``queue_ttl``.
+* ``{p}:q:{queue}:hb:{consumer}``: one worker's heartbeat (JSON). TTL ``worker_timeout``: its
+  expiry is how a dead worker is noticed.
+
+Per session (one workflow run; nothing another session can see):
+
+* ``{p}:s:{session}:ready``: the run's ready queue (``queue_backend="redis"``). TTL ``session_ttl``.
+* ``{p}:s:{session}:channel``: the run's channel (``channel_backend="redis"``). TTL ``session_ttl``.
+* ``{p}:s:{session}:g:{group}:{token}:results``: outcomes of one group execution, read by the
+  submitter. TTL ``result_ttl``, refreshed while the submitter waits; deleted when the group ends.
+
+Checkpoints (``redis://`` paths; the path after the scheme names the keys):
+
+* ``{p}:cp:{path}.pkl``, ``.state.json``, ``.meta.json``: a checkpoint's three files. TTL
+  ``checkpoint_ttl`` (``0``: keep until deleted).
+* ``{p}:cpdir:{location}``: set of the checkpoint names in one location whose meta exists (what
+  ``list`` reads). Same TTL, renewed by every checkpoint written there.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+DEFAULT_PREFIX = "graflow"
+WORKER_GROUP = "graflow-workers"
+
+QUEUE_TTL_S = 7 * 24 * 3600
+SESSION_TTL_S = 7 * 24 * 3600
+RESULT_TTL_S = 3600
+CHECKPOINT_TTL_S = 7 * 24 * 3600
+DEAD_LETTER_MAXLEN = 1000
+
+
+@attrs.frozen
+class QueueKeys:
+    """The keys of one named queue."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def tasks(self) -> str:
+        return f"{self.prefix}:q:{self.queue}:tasks"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:q:{self.queue}:dead"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:q:{self.queue}:workers"
+
+    def heartbeat(self, consumer: str) -> str:
+        return f"{self.prefix}:q:{self.queue}:hb:{consumer}"
+
+
+@attrs.frozen
+class SessionKeys:
+    """The keys of one session (workflow run)."""
+
+    prefix: str
+    session: str
+
+    @property
+    def ready(self) -> str:
+        return f"{self.prefix}:s:{self.session}:ready"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:s:{self.session}:channel"
+
+    def results(self, group: str, token: str) -> str:
+        return f"{self.prefix}:s:{self.session}:g:{group}:{token}:results"
