@@ -288,14 +288,13 @@ def test_group_timeout_is_reported_without_waiting_for_the_stuck_member() -> Non
                 thread.join(5)
 
 
-def _sleep_long() -> None:
-    time.sleep(6)
-
-
 @pytest.mark.timeout(20)
 def test_multiprocessing_group_timeout_does_not_wait_for_the_stuck_member() -> None:
+    def sleep_long() -> None:  # local, so it travels by value to the spawned process
+        time.sleep(6)
+
     with workflow("mp_timeout") as wf:
-        (TaskWrapper("stuck", _sleep_long) | TaskWrapper("ok", lambda: 1)).with_execution(
+        (TaskWrapper("stuck", sleep_long) | TaskWrapper("ok", lambda: 1)).with_execution(
             backend=CoordinationBackend.MULTIPROCESSING, max_workers=2, group_timeout=1.5
         )
     started = time.monotonic()

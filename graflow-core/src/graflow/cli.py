@@ -40,7 +40,7 @@ def _worker(argv: Sequence[str]) -> int:
     except ImportError as exc:  # pragma: no cover - the worker ships with graflow-core
         print(f"graflow worker is unavailable: {exc}", file=sys.stderr)
         return 2
-    return int(worker_main(list(argv)) or 0)
+    return int(worker_main(list(argv), prog="graflow worker") or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

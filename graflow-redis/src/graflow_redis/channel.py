@@ -17,7 +17,7 @@ from redis.exceptions import WatchError
 from graflow.channels.base import Channel
 from graflow.core import remote
 from graflow_redis import codec
-from graflow_redis.connection import Reconnecting, client_from_config, merge_config, text
+from graflow_redis.connection import Reconnecting, client_from_config, merge_config, shippable_config, text
 from graflow_redis.keys import SessionKeys
 from graflow_redis.settings import RedisSettings
 
@@ -25,6 +25,10 @@ from graflow_redis.settings import RedisSettings
 class RedisChannel(Channel):
     """The channel of session ``name``. ``RedisChannel(session_id, redis_url=...)`` opens a run's
     channel from any process, e.g. to watch progress from outside."""
+
+    def shipping_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """No live client (its URL instead) and no secret key: see ``connection.shippable_config``."""
+        return shippable_config(config)
 
     def __init__(
         self,

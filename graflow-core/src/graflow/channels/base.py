@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 MISSING: Any = object()
@@ -59,6 +59,15 @@ class Channel(ABC):
     def items(self) -> dict[str, Any]:
         """A snapshot of every key and value."""
         return {key: self.get(key) for key in self.keys()}
+
+    def shipping_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of the run's ``config`` another process needs to open this same channel.
+
+        Used when a task runs in another process against a shared backend. The default drops the
+        payload signing key (payloads may rest in a broker; the key stays with its owners);
+        backends holding live clients replace them with something picklable, e.g. a URL.
+        """
+        return {k: v for k, v in config.items() if k != "secret_key"}
 
     def close(self) -> None:  # noqa: B027 - optional for backends holding connections
         """Release connections; the data stays (it belongs to the session)."""

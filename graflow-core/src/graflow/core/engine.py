@@ -469,6 +469,7 @@ class _MemberRunner:
         self._run = run
         self.context = run.ctx
         self.group = group
+        self._shipping_config = run.ctx.channel.shipping_config(run.ctx.config)
 
     def _member(self, task_id: str) -> Executable:
         return self.context.graph.get(task_id)
@@ -525,7 +526,7 @@ class _MemberRunner:
             kwargs=member.resolve_kwargs(tctx),
             data=run.data,
             channel_backend=ctx.channel_backend,
-            channel_config=dict(ctx.config) if shared else {},
+            channel_config=self._shipping_config if shared else {},
             channel_data=channel_data,
             handler=engine._handlers[member.handler] if member.handler in engine._registered else None,
         )

@@ -173,8 +173,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser()
+    if prog is not None:
+        parser.prog = prog
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
