@@ -16,27 +16,22 @@ from typing import Any
 
 import structlog
 
-from graflow.channels.views import apply_channel_ops
-from graflow.coordination.base import MemberOutcome, MemberRun
 from graflow.core.context import ExecutionContext, TaskExecutionContext
 from graflow.core.execution import execute
 from graflow.core.graph import ACTIVE_GRAPH, TaskGraph
+from graflow.core.groups import GroupRunning
 from graflow.core.handler import DirectTaskHandler, TaskHandler
-from graflow.core.remote import RemoteRequest
 from graflow.core.task import Executable, ParallelGroup, TaskWrapper
 from graflow.exceptions import (
     DuplicateTaskError,
     GraflowError,
     MaxCyclesExceededError,
     MaxStepsExceededError,
-    ParallelGroupError,
     TaskExecutionError,
     TaskNotFoundError,
-    TaskTimeoutError,
     WorkflowCancelledError,
 )
 from graflow.plugins.manager import PluginHost, default_host
-from graflow.policies import ErrorHandlingPolicy, NamedPolicy
 from graflow.queue.base import TaskSpec
 
 log = structlog.get_logger("graflow.engine")
@@ -137,7 +132,7 @@ class WorkflowEngine:
                 )
 
 
-class _Run:
+class _Run(GroupRunning):
     """One ``execute`` call: the loop and the bookkeeping it shares with parallel groups."""
 
     def __init__(self, engine: WorkflowEngine, ctx: ExecutionContext, run_id: str, rlog: Any) -> None:
@@ -327,206 +322,3 @@ class _Run:
         from graflow.checkpoint.manager import CheckpointManager
 
         CheckpointManager.create_checkpoint(self.ctx, metadata=metadata, path=path)  # logs checkpoint_created
-
-    # --- parallel groups ---------------------------------------------------------------------------
-
-    def run_group(self, group: ParallelGroup, parent: TaskExecutionContext) -> dict[str, Any]:
-        """Run every member to completion (the barrier), then apply the group's error policy.
-
-        Returns ``{member_id: result}`` of the members that succeeded. Members' ``next_task`` requests
-        become successors of the group; their checkpoint requests are written after the barrier.
-        """
-        ctx = self.ctx
-        options = {**self.engine.config, **ctx.config, **group.execution_options}
-        factory = self.engine.host.get("coordination backend", group.backend).factory
-        policy = group.policy or ErrorHandlingPolicy.STRICT
-        if isinstance(policy, NamedPolicy):  # resolved before members run: a typo fails even if none fails
-            policy = self.engine.host.get("policy", policy.policy_name).factory(**policy.options)
-        coordinator = factory(options)
-        runner = _MemberRunner(self, group)
-        timeout = options.get("group_timeout")
-        deadline = time.monotonic() + float(timeout) if timeout else None
-        cycles = ctx.cycle_counts
-        expected: set[tuple[str, int]] = set()
-        failures: dict[str, BaseException] = {}
-        successes: list[str] = []
-        checkpoints: list[tuple[dict[str, Any], str | None]] = []
-        first = [MemberRun(m.task_id, cycles.get(m.task_id, 0) + 1) for m in group.members]
-        expected.update((r.task_id, r.cycle) for r in first)
-        if self.debug:
-            self.rlog.debug("group_started", group_id=group.task_id, members=len(first), backend=group.backend)
-        coordinator.open(runner)
-        completed = False
-        try:
-            coordinator.submit(first)
-            while expected:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                outcomes = coordinator.collect(wait)
-                if not outcomes:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise TaskTimeoutError(
-                            f"parallel group {group.task_id!r} timed out after {timeout}s with "
-                            f"{len(expected)} member runs unfinished: {sorted(t for t, _ in expected)[:10]}"
-                        )
-                    continue
-                again = []
-                for outcome in outcomes:
-                    key = (outcome.task_id, outcome.cycle)
-                    if key not in expected:
-                        continue  # a redelivered duplicate: the first outcome counted
-                    expected.discard(key)
-                    run = self._settle_member(group, outcome, parent, failures, successes, checkpoints)
-                    if run is not None:
-                        expected.add((run.task_id, run.cycle))
-                        again.append(run)
-                if again:
-                    coordinator.submit(again)
-            completed = True
-        finally:
-            if completed:
-                coordinator.close()
-            else:
-                coordinator.abort()
-        self._apply_policy(group, policy, failures, successes)
-        for metadata, path in checkpoints:
-            parent._checkpoint = (metadata, path)  # written by _advance, after the group's successors queue
-        return {task_id: ctx.results.get(task_id) for task_id in successes}
-
-    def _settle_member(
-        self,
-        group: ParallelGroup,
-        outcome: MemberOutcome,
-        parent: TaskExecutionContext,
-        failures: dict[str, BaseException],
-        successes: list[str],
-        checkpoints: list[tuple[dict[str, Any], str | None]],
-    ) -> MemberRun | None:
-        """Record one member outcome; returns the next run when the member asked for an iteration."""
-        ctx = self.ctx
-        ctx.steps += 1
-        if ctx.steps > ctx.max_steps:
-            raise MaxStepsExceededError(ctx.max_steps, outcome.task_id)
-        ctx.cycle_counts[outcome.task_id] = outcome.cycle
-        if outcome.channel_ops:
-            apply_channel_ops(ctx.channel, outcome.channel_ops)
-        if outcome.error is not None:
-            failures[outcome.task_id] = outcome.error
-            if outcome.worker_id is not None:  # in-process members reported this already
-                self._failed(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.error)
-            return None
-        ctx.results[outcome.task_id] = outcome.result
-        if outcome.worker_id is not None:
-            self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result)
-        for task, goto in outcome.next_tasks:
-            parent.next_task(task, goto=goto)
-        if outcome.control is not None:
-            parent._control = outcome.control
-        if outcome.checkpoint is not None:
-            checkpoints.append(outcome.checkpoint)
-        if outcome.iterate is not None:
-            member = ctx.graph.nodes[outcome.task_id]
-            limit = getattr(member, "max_cycles", None) or self.default_max_cycles
-            if limit is not None and outcome.cycle + 1 > limit:
-                failures[outcome.task_id] = MaxCyclesExceededError(outcome.task_id, limit)
-                return None
-            return MemberRun(outcome.task_id, outcome.cycle + 1, outcome.iterate[0])
-        ctx.completed.add(outcome.task_id)
-        successes.append(outcome.task_id)
-        return None
-
-    def _apply_policy(
-        self,
-        group: ParallelGroup,
-        policy: ErrorHandlingPolicy,
-        failures: dict[str, BaseException],
-        successes: list[str],
-    ) -> None:
-        if not failures:
-            return
-        failed = [(task_id, f"{type(exc).__name__}: {exc}") for task_id, exc in failures.items()]
-        if policy.should_fail(failed, list(successes)):
-            listing = "; ".join(f"{t} ({m})" for t, m in failed)
-            raise ParallelGroupError(
-                f"parallel group {group.task_id!r} failed under policy {policy.describe()}: "
-                f"{len(failed)} of {len(failed) + len(successes)} members failed: {listing}",
-                group_id=group.task_id,
-                failed_tasks=failed,
-                successful_tasks=successes,
-                errors=failures,
-            )
-        self.rlog.warning(
-            "group_members_failed",
-            group_id=group.task_id,
-            policy=policy.describe(),
-            failed=[t for t, _ in failed],
-        )
-
-
-class _MemberRunner:
-    """Executes members for coordinators: in this process, or as a request for another one."""
-
-    def __init__(self, run: _Run, group: ParallelGroup) -> None:
-        self._run = run
-        self.context = run.ctx
-        self.group = group
-        self._shipping_config = run.ctx.channel.shipping_config(run.ctx.config)
-
-    def _member(self, task_id: str) -> Executable:
-        return self.context.graph.get(task_id)
-
-    def run_member(self, run: MemberRun) -> MemberOutcome:
-        r = self._run
-        member = self._member(run.task_id)
-        tctx = TaskExecutionContext(self.context, run.task_id, run.cycle, run.data)
-        outcome = MemberOutcome(run.task_id, run.cycle)
-        t0 = time.perf_counter()
-        try:
-            if isinstance(member, ParallelGroup):
-                outcome.result = r.run_group(member, tctx)
-            elif isinstance(member, TaskWrapper):
-                handler = r.engine.handler(member.handler)
-                if r.timed or r.on_started is not None:
-                    outcome.result = r._execute_observed(handler, member, tctx)
-                else:
-                    outcome.result = execute(handler, member, tctx)
-            else:
-                raise GraflowError(f"group member {run.task_id!r} is not executable: {member!r}")
-        except TaskExecutionError as exc:
-            outcome.error = exc.original
-            return outcome
-        except BaseException as exc:  # not reported yet (the observed path raises TaskExecutionError)
-            r._failed(run.task_id, run.cycle, time.perf_counter() - t0, exc)
-            outcome.error = exc
-            return outcome
-        outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
-        outcome.iterate = tctx._iterate
-        outcome.control = tctx._control
-        outcome.checkpoint = tctx._checkpoint
-        return outcome
-
-    def build_request(self, run: MemberRun) -> RemoteRequest:
-        member = self._member(run.task_id)
-        if not isinstance(member, TaskWrapper):
-            raise GraflowError(
-                f"group member {run.task_id!r} is a {type(member).__name__}; only tasks can run in another "
-                "process. Give the nested group its own stage (a >> (b | c) >> d) or run it with threading."
-            )
-        ctx = self.context
-        tctx = TaskExecutionContext(ctx, run.task_id, run.cycle, run.data)
-        engine = self._run.engine
-        shared = ctx.channel_backend != "memory"
-        channel_data = None
-        if not shared:
-            snapshot = getattr(ctx.channel, "snapshot", None)
-            channel_data = snapshot() if snapshot is not None else ctx.channel.items()
-        return RemoteRequest(
-            session_id=ctx.session_id,
-            task=member,
-            cycle=run.cycle,
-            kwargs=member.resolve_kwargs(tctx),
-            data=run.data,
-            channel_backend=ctx.channel_backend,
-            channel_config=self._shipping_config if shared else {},
-            channel_data=channel_data,
-            handler=engine._handlers[member.handler] if member.handler in engine._registered else None,
-        )
