@@ -16,6 +16,19 @@ from graflow.coordination.base import GroupCoordinator, MemberOutcome, MemberRun
 from graflow.core import remote
 
 
+def _drain(outcomes: queue.SimpleQueue[MemberOutcome], timeout: float | None) -> list[MemberOutcome]:
+    """Block for the first outcome (up to ``timeout``), then take every one already there."""
+    try:
+        drained = [outcomes.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            drained.append(outcomes.get_nowait())
+        except queue.Empty:
+            return drained
+
+
 class DirectCoordinator(GroupCoordinator):
     """Members run one after another in the calling thread: deterministic, for debugging."""
 
@@ -80,17 +93,9 @@ class ThreadingCoordinator(GroupCoordinator):
             self._wake.notify_all()
 
     def collect(self, timeout: float | None = None) -> list[MemberOutcome]:
-        try:
-            first = self._outcomes.get(timeout=timeout)
-        except queue.Empty:
-            return []
-        outcomes = [first]
-        while True:
-            try:
-                outcomes.append(self._outcomes.get_nowait())
-            except queue.Empty:
-                self._collected += len(outcomes)
-                return outcomes
+        outcomes = _drain(self._outcomes, timeout)
+        self._collected += len(outcomes)
+        return outcomes
 
     def close(self) -> None:
         self._runs.clear()
@@ -144,15 +149,7 @@ class MultiprocessingCoordinator(GroupCoordinator):
             return MemberOutcome(run.task_id, run.cycle, error=exc)
 
     def collect(self, timeout: float | None = None) -> list[MemberOutcome]:
-        try:
-            outcomes = [self._outcomes.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while True:
-            try:
-                outcomes.append(self._outcomes.get_nowait())
-            except queue.Empty:
-                return outcomes
+        return _drain(self._outcomes, timeout)
 
     def close(self) -> None:
         if self._pool is not None:
