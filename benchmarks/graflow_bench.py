@@ -118,7 +118,8 @@ def _redis_fleet(args: argparse.Namespace, n: int, fn: Callable[[], None], slots
     with workers(url, count=common.W4_WORKERS, slots=slots, key=key):
         if args.warmup:
             run_group(url, noop, common.W4_WARMUP_TASKS, key)
-        return [run_group(url, fn, n, key) for _ in range(args.repeat)]
+        # As the peers: a collection before each timed run (common.timed_runs).
+        return common.timed_runs(partial(run_group, url, fn, n, key), args.repeat, warmup=False)
 
 
 def w4(args: argparse.Namespace) -> common.Result:

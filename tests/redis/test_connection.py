@@ -9,7 +9,14 @@ import pytest
 import redis
 
 from graflow_redis import connection
-from graflow_redis.connection import Reconnecting, client_from_config, redis_url, shippable_config, url_of
+from graflow_redis.connection import (
+    Reconnecting,
+    ThreadConnections,
+    client_from_config,
+    redis_url,
+    shippable_config,
+    url_of,
+)
 from graflow_redis.settings import RedisSettings
 
 pytestmark = pytest.mark.redis  # a private redis-server (see conftest.py)
@@ -99,3 +106,48 @@ def test_reconnecting_gives_up_after_its_timeout() -> None:
     with pytest.raises(redis.ConnectionError):
         retry(client.ping)
     assert time.monotonic() - started < 5
+
+
+def _client_ids(conns: ThreadConnections) -> int:
+    (reply,) = conns.call(("CLIENT", "ID"))
+    return int(reply)
+
+
+def test_thread_connections_give_each_thread_its_own_connection(redis_url: str) -> None:
+    conns = ThreadConnections(connection.new_client(redis_url))
+    mine = _client_ids(conns)
+    assert _client_ids(conns) == mine  # kept for the thread's life
+    others: list[int] = []
+    thread = threading.Thread(target=lambda: others.append(_client_ids(conns)))
+    thread.start()
+    thread.join()
+    assert others and others[0] != mine
+
+
+def test_thread_connections_pipeline_raw_replies_and_error_replies(redis_url: str) -> None:
+    conns = ThreadConnections(connection.new_client(redis_url))
+    set_reply, error, value = conns.call(("SET", "k", b"v"), ("INCR", "k"), ("GET", "k"))
+    assert value == b"v"  # raw bytes: no response callbacks
+    assert set_reply in (b"OK", "OK")
+    assert isinstance(error, redis.ResponseError) and "not an integer" in str(error)
+
+
+def test_thread_connections_reconnect_after_a_dropped_connection(redis_url: str) -> None:
+    client = connection.new_client(redis_url)
+    conns = ThreadConnections(client)
+    first = _client_ids(conns)
+    client.client_kill_filter(_id=first)
+    with pytest.raises(redis.ConnectionError):
+        conns.call(("PING",))  # the dropped connection fails once, loudly
+    assert _client_ids(conns) != first  # then a fresh one
+
+
+def test_closing_thread_connections_disconnects_them(redis_url: str) -> None:
+    client = connection.new_client(redis_url)
+    conns = ThreadConnections(client)
+    mine = _client_ids(conns)
+    conns.close()
+    deadline = time.monotonic() + 5
+    while any(int(c["id"]) == mine for c in client.client_list()):
+        assert time.monotonic() < deadline, "the closed connection is still open on the server"
+        time.sleep(0.01)

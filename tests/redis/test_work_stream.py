@@ -54,6 +54,22 @@ def test_fetch_never_takes_more_than_asked(queue: RedisTaskQueue, redis_client: 
     assert queue.fetch("c1", 3, 0.01) == []
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_fetch_reads_entries_over_either_protocol(redis_url: str, redis_client: redis.Redis, protocol: int) -> None:
+    # A user's client decides RESP2 or RESP3; slot reads parse raw replies of both.
+    client = redis.Redis.from_url(redis_url, protocol=protocol)
+    q = RedisTaskQueue(redis_client=client, worker_timeout=TIMEOUT)
+    q.ensure_group()
+    redis_client.xadd(RESULTS, {"open": "1"})
+    publish(q, 2)
+    items = q.fetch("c1", 5, 0.01)
+    assert [(i.task_id, i.cycle, i.payload, i.route) for i in items] == [
+        ("t0", 1, b"payload", RESULTS.encode()),
+        ("t1", 1, b"payload", RESULTS.encode()),
+    ]
+    assert q.fetch("c1", 5, 0.01) == []
+
+
 def test_complete_posts_outcomes_and_removes_entries(queue: RedisTaskQueue, redis_client: redis.Redis) -> None:
     redis_client.xadd(RESULTS, {"open": "1"})
     publish(queue, 2)
@@ -63,6 +79,16 @@ def test_complete_posts_outcomes_and_removes_entries(queue: RedisTaskQueue, redi
     assert [(f[b"t"], f[b"o"]) for f in results(redis_client)] == [(b"t0", b"out0"), (b"t1", b"out1")]
     assert redis_client.xlen(queue.keys.tasks) == 0
     assert redis_client.xpending(queue.keys.tasks, "graflow-workers")["pending"] == 0
+
+
+def test_completion_in_a_fetch_survives_flushed_scripts(queue: RedisTaskQueue, redis_client: redis.Redis) -> None:
+    # After a Redis restart the server has forgotten our scripts: the fetch's EVALSHA gets NOSCRIPT.
+    redis_client.xadd(RESULTS, {"open": "1"})
+    publish(queue, 2)
+    first, _ = queue.fetch("c1", 2, 0.01)
+    redis_client.script_flush()
+    assert queue.fetch("c1", 1, 0.01, done=[(first, b"out0")]) == []
+    assert [(f[b"t"], f[b"o"]) for f in results(redis_client)] == [(b"t0", b"out0")]
 
 
 def test_outcomes_for_a_finished_group_are_dropped(queue: RedisTaskQueue, redis_client: redis.Redis) -> None:

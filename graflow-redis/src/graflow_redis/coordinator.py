@@ -86,8 +86,9 @@ class RedisCoordinator(GroupCoordinator):
         self._opened = True
 
     def submit(self, runs: Sequence[MemberRun]) -> None:
+        encoder = remote.RequestEncoder(self._secret)
         for chunk in _chunks(runs):
-            batch = [((run.task_id, run.cycle), self._entry(run)) for run in chunk]
+            batch = [((run.task_id, run.cycle), self._entry(run, encoder)) for run in chunk]
             ids = self._retry(self.queue.publish, [fields for _, fields in batch])
             for (key, fields), entry_id in zip(batch, ids, strict=True):
                 self._outstanding[key] = fields
@@ -130,14 +131,14 @@ class RedisCoordinator(GroupCoordinator):
 
     # --- internals ---------------------------------------------------------------------------------
 
-    def _entry(self, run: MemberRun) -> dict[str, Any]:
+    def _entry(self, run: MemberRun, encoder: remote.RequestEncoder) -> dict[str, Any]:
         request = self._runner.build_request(run)
         if self._channel_config is not None:
             request.channel_config = self._channel_config
         return {
             "t": run.task_id,
             "c": run.cycle,
-            "p": remote.dumps_request(request, self._secret),
+            "p": encoder.dumps(request),
             "r": self._results,
             "s": self._session,
             "n": 0,

@@ -29,7 +29,7 @@ from graflow.exceptions import GraflowError
 from graflow.queue.base import TaskQueue, TaskSpec
 from graflow.worker.protocol import WorkItem
 from graflow_redis import codec, scripts
-from graflow_redis.connection import Reconnecting, client_from_config, merge_config, text
+from graflow_redis.connection import Reconnecting, ThreadConnections, client_from_config, merge_config, text
 from graflow_redis.keys import DEAD_LETTER_MAXLEN, WORKER_GROUP, QueueKeys, SessionKeys
 from graflow_redis.settings import RedisSettings
 
@@ -77,6 +77,7 @@ class RedisTaskQueue(TaskQueue):
         self._reclaim = self.client.register_script(scripts.RECLAIM)
         self._routes: dict[bytes, float] = {}
         self._group_ready = False
+        self._slots = ThreadConnections(self.client)  # worker slots' reads (fetch)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisTaskQueue:
@@ -94,7 +95,8 @@ class RedisTaskQueue(TaskQueue):
         self.close()
 
     def close(self) -> None:
-        """Nothing to release: clients are shared per process (see :mod:`graflow_redis.connection`)."""
+        """Close the connections of worker slots' reads; the client is shared per process and stays."""
+        self._slots.close()
 
     # --- the session's ready queue (TaskQueue) --------------------------------------------------------
 
@@ -181,20 +183,20 @@ class RedisTaskQueue(TaskQueue):
     def fetch(
         self, consumer: str, max_items: int, block_s: float, done: Sequence[tuple[WorkItem, bytes]] = ()
     ) -> list[WorkItem]:
+        """Read up to ``max_items`` new entries for ``consumer``; ``done`` is completed first, by the
+        server, in the same round trip (even if the read then blocks). Each calling thread reads on a
+        connection of its own (:class:`~graflow_redis.connection.ThreadConnections`)."""
         if not self._group_ready:
             self.ensure_group()
-        block = max(1, int(block_s * 1000)) if block_s > 0 else None  # 0: look without waiting
-        streams: Any = {self.keys.tasks: ">"}
-        if done:  # completed first, by the server, even if the read then blocks
-            pipe = self.client.pipeline(transaction=False)
-            pipe.evalsha(self._complete.sha, 1, self.keys.tasks, *self._complete_args(done))
-            pipe.xreadgroup(WORKER_GROUP, consumer, streams, count=max_items, block=block)
-            replies = pipe.execute(raise_on_error=False)
+        read: tuple[Any, ...] = ("XREADGROUP", "GROUP", WORKER_GROUP, consumer, "COUNT", max_items)
+        if block_s > 0:  # 0: look without waiting
+            read += ("BLOCK", max(1, int(block_s * 1000)))
+        read += ("STREAMS", self.keys.tasks, ">")
+        if done:
+            complete = ("EVALSHA", self._complete.sha, 1, self.keys.tasks, *self._complete_args(done))
+            replies = self._slots.call(complete, read)
         else:
-            try:
-                replies = [self.client.xreadgroup(WORKER_GROUP, consumer, streams, count=max_items, block=block)]
-            except redis.ResponseError as exc:
-                replies = [exc]
+            replies = self._slots.call(read)
         reply = replies[-1]
         items: list[WorkItem] = []
         if isinstance(reply, redis.ResponseError):
@@ -202,8 +204,6 @@ class RedisTaskQueue(TaskQueue):
             if "NOGROUP" not in str(reply) and "no longer exists" not in str(reply):
                 raise reply
             self.ensure_group()
-        elif isinstance(reply, Exception):
-            raise reply
         else:
             items = self._items(reply)
         if done and isinstance(replies[0], Exception):
@@ -217,11 +217,15 @@ class RedisTaskQueue(TaskQueue):
         return self._drop_orphans(items) if items else items
 
     def _items(self, reply: Any) -> list[WorkItem]:
+        """Work items from a raw ``XREADGROUP`` reply: ``nil``, or per stream (a RESP2 list of pairs,
+        a RESP3 map) its entries as ``[id, [field, value, ...]]``."""
         items: list[WorkItem] = []
         malformed: list[bytes] = []
-        for _stream, entries in reply or ():
-            for entry_id, fields in entries:
+        streams = reply.items() if isinstance(reply, dict) else (reply or ())
+        for _stream, entries in streams:
+            for entry_id, flat in entries:
                 try:
+                    fields = dict(zip(flat[::2], flat[1::2], strict=True))
                     items.append(
                         WorkItem(
                             entry_id.decode(),

@@ -127,24 +127,26 @@ class MultiprocessingCoordinator(GroupCoordinator):
 
     def open(self, runner: MemberRunner) -> None:
         self._runner = runner
+        self._key = remote.secret_key()  # what the pool's processes read (execute_payload): the environment's
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=self.max_workers, mp_context=multiprocessing.get_context(self.start_method)
         )
 
     def submit(self, runs: Sequence[MemberRun]) -> None:
         assert self._pool is not None
+        encoder = remote.RequestEncoder(self._key)
         for run in runs:
-            payload = remote.dumps_request(self._runner.build_request(run))
+            payload = encoder.dumps(self._runner.build_request(run))
             future = self._pool.submit(remote.execute_payload, payload)
             future.add_done_callback(functools.partial(self._done, run))
 
     def _done(self, run: MemberRun, future: concurrent.futures.Future[bytes]) -> None:
-        self._outcomes.put(self._decode(future, run))
+        self._outcomes.put(self._decode(future, run, self._key))
 
     @staticmethod
-    def _decode(future: concurrent.futures.Future[bytes], run: MemberRun) -> MemberOutcome:
+    def _decode(future: concurrent.futures.Future[bytes], run: MemberRun, key: bytes | None) -> MemberOutcome:
         try:
-            return remote.loads_outcome(future.result())
+            return remote.loads_outcome(future.result(), key)
         except BaseException as exc:  # the worker process died, or the outcome was unreadable
             return MemberOutcome(run.task_id, run.cycle, error=exc)
 
