@@ -1,9 +1,11 @@
 """One small thread pool that lets checkpoint I/O overlap with hashing (performance issue #7, W6).
 
-``os.fsync`` and ``hashlib`` over large buffers both release the GIL, so the SHA-256 of a 1 MB
-pickle (~0.5 ms here) and the fsync of the small state file can run while the main thread waits on
-the fsync of the pickle. The pool is created on first use; idle threads cost nothing. A forked
-child starts without it (the parent's threads do not exist there, so reusing it would hang).
+``os.fsync`` and ``hashlib`` over large buffers both release the GIL, so while the main thread
+writes and fsyncs a 1 MB pickle, one worker hashes it (~0.5 ms here) and writes and fsyncs the
+meta, and the other fsyncs the state file. Two workers: one local write uses both, and jobs never
+wait for other jobs, so a busy pool only queues. The pool is created on first use; idle threads
+cost nothing. A forked child starts without it (the parent's threads do not exist there, so
+reusing it would hang).
 """
 
 from __future__ import annotations

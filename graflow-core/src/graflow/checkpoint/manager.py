@@ -156,7 +156,7 @@ class CheckpointManager:
         )
         key = _secret_key(settings)
 
-        def make_meta() -> bytes:  # called by the store while the pickle is being fsynced
+        def make_meta() -> bytes:  # called by the store, maybe on another thread, while the pickle is written
             return codec.encode_meta(meta, _digests(pkl, state_bytes), key)
 
         store.write(path, pkl, state_bytes, make_meta)

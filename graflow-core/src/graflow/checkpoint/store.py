@@ -75,8 +75,9 @@ class CheckpointStore(ABC):
     def write(self, path: str, pkl: bytes, state: bytes, meta: Callable[[], bytes]) -> None:
         """Write a whole checkpoint: hide any old one at ``path``, write the data, then the meta.
 
-        ``meta()`` makes the meta bytes (it hashes ``pkl``); call it once the data is on its way,
-        so hashing can overlap the I/O. The meta must become visible only after the data is stored.
+        ``meta()`` makes the meta bytes (it hashes ``pkl``); call it, from any thread, once the
+        data is on its way, so hashing can overlap the I/O. The meta must become visible only after
+        the data is stored.
         """
         self.delete_part(path, "meta")
         self.write_part(path, "pkl", pkl)
