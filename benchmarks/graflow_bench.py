@@ -133,7 +133,9 @@ def w4(args: argparse.Namespace) -> common.Result:
 
 def w5(args: argparse.Namespace) -> common.Result:
     runs = _redis_fleet(args, common.W5_TASKS, sleep_20ms, 2, None)
-    return common.result("graflow", "W5", "s", runs, {"ideal_s": 1.0, "workers": "2 x 2 slots"})
+    signed = _redis_fleet(args, common.W5_TASKS, sleep_20ms, 2, "bench-secret-key")
+    extra = {"ideal_s": 1.0, "workers": "2 x 2 slots", "signed_runs": signed, "signing": "HMAC-SHA256"}
+    return common.result("graflow", "W5", "s", runs, extra)
 
 
 def w6(args: argparse.Namespace) -> list[common.Result]:

@@ -163,14 +163,19 @@ def cells(result: Result) -> dict[str, Cell]:
     """Table rows for one measured result: ``{row label: Cell}``.
 
     W3-style results (``extra.sizes``) expand to a per-iteration row per
-    size, then memory rows; skipped and failed results have no rows.
+    size, then memory rows; ``extra.signed_runs`` adds a row for the same
+    workload with signed payloads; skipped and failed results have no rows.
     """
     workload = result["workload"]
     if "runs" not in result:
         return {}
     sizes: dict[str, dict[str, Any]] = result.get("extra", {}).get("sizes", {})
     if not sizes:
-        return {workload: Cell(result["unit"], result["runs"])}
+        rows = {workload: Cell(result["unit"], result["runs"])}
+        signed = result.get("extra", {}).get("signed_runs")
+        if signed:  # the same workload with payload signing on (Graflow's W4/W5)
+            rows[f"{workload} signed payloads"] = Cell(result["unit"], signed)
+        return rows
     rows: dict[str, Cell] = {}
     labels = {size: f"{workload} {int(size) // 1000}k" for size in sizes}
     for size, data in sizes.items():
