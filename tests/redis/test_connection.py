@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -150,4 +151,19 @@ def test_closing_thread_connections_disconnects_them(redis_url: str) -> None:
     deadline = time.monotonic() + 5
     while any(int(c["id"]) == mine for c in client.client_list()):
         assert time.monotonic() < deadline, "the closed connection is still open on the server"
+        time.sleep(0.01)
+
+
+def test_a_finished_threads_connection_is_closed(redis_url: str) -> None:
+    client = connection.new_client(redis_url)
+    conns = ThreadConnections(client)
+    ids: list[int] = []
+    thread = threading.Thread(target=lambda: ids.append(_client_ids(conns)))
+    thread.start()
+    thread.join()
+    del thread
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while any(int(c["id"]) == ids[0] for c in client.client_list()):
+        assert time.monotonic() < deadline, "a dead thread's connection stayed open"
         time.sleep(0.01)

@@ -13,6 +13,7 @@ import random
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -145,7 +146,7 @@ class ThreadConnections:
         self._pool = client.connection_pool
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._opened: list[Any] = []
+        self._opened: weakref.WeakSet[Any] = weakref.WeakSet()  # a thread's ends with it: no leak
 
     def call(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Send ``commands`` in one round trip; their raw replies, in order.
@@ -156,7 +157,7 @@ class ThreadConnections:
         if conn is None:
             conn = self._pool.connection_class(**self._pool.connection_kwargs)
             with self._lock:
-                self._opened.append(conn)
+                self._opened.add(conn)
             self._local.conn = conn
         replies: list[Any] = []
         try:
@@ -174,7 +175,7 @@ class ThreadConnections:
     def close(self) -> None:
         """Disconnect every thread's connection (a thread that calls again reconnects)."""
         with self._lock:
-            opened, self._opened = self._opened, []
+            opened = list(self._opened)
         for conn in opened:
             conn.disconnect()
 
