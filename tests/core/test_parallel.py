@@ -330,6 +330,8 @@ def test_member_cancel_fails_the_run_after_the_barrier(backend: CoordinationBack
             "other", lambda: log.append("other")
         )
         group.with_execution(backend=backend) >> TaskWrapper("after", lambda: log.append("after"))
-    with pytest.raises(WorkflowCancelledError, match="bad batch"):
+    with pytest.raises(WorkflowCancelledError, match="bad batch") as info:
         wf.execute()
     assert log == ["other"]
+    assert info.value.task_id == "canceller"  # the member that cancelled, not its group
+    assert "task 'canceller'" in str(info.value)

@@ -200,6 +200,7 @@ class TaskExecutionContext:
     __slots__ = (
         "_checkpoint",
         "_control",
+        "_control_task",
         "_data",
         "_goto",
         "_iterate",
@@ -220,6 +221,7 @@ class TaskExecutionContext:
         self._goto = False
         self._iterate: Any = None  # None, or a 1-tuple holding the iteration data
         self._control: tuple[str, str] | None = None  # ("terminate" | "cancel", message)
+        self._control_task: str | None = None  # the group member that asked, when a group passes it on
         self._checkpoint: tuple[dict[str, Any], str | None] | None = None
 
     @property

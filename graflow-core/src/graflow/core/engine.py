@@ -269,9 +269,10 @@ class _Run(GroupRunning):
                 put(TaskSpec(dynamic.task_id))
         if tctx._control is not None:
             kind, message = tctx._control
+            origin = tctx._control_task or task_id
             if kind == "cancel":
-                raise WorkflowCancelledError(message, task_id)
-            self.rlog.info("workflow_terminated", task_id=task_id, message=message)
+                raise WorkflowCancelledError(message, origin)
+            self.rlog.info("workflow_terminated", task_id=origin, message=message)
             ctx.queue.clear()
             ctx.completed.add(task_id)
             return True

@@ -141,6 +141,7 @@ class GroupRunning:
             parent.next_task(task, goto=goto)
         if outcome.control is not None:
             parent._control = outcome.control
+            parent._control_task = outcome.task_id  # errors and logs name the member, not its group
         if outcome.checkpoint is not None:
             checkpoints.append(outcome.checkpoint)
         if outcome.iterate is not None:
