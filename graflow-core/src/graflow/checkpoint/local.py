@@ -175,8 +175,7 @@ class LocalCheckpointStore(CheckpointStore):
             os.makedirs(directory, exist_ok=True)
         temp = _temp_name(final)
         try:
-            _fsync_close(_create(temp, data))
-            os.replace(temp, final)
+            _fsync_close_rename(_create(temp, data), temp, final)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)

@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import struct
-import sys
 import time
 import traceback
 import types
@@ -45,7 +44,7 @@ from graflow.coordination.base import MemberOutcome
 from graflow.core.context import TaskExecutionContext
 from graflow.core.execution import execute
 from graflow.core.handler import TaskHandler
-from graflow.core.task import TaskWrapper
+from graflow.core.task import TaskWrapper, find_by_name
 from graflow.exceptions import PayloadRejectedError, RemoteTaskError, SerializationError
 from graflow.queue.base import NO_DATA
 
@@ -122,21 +121,13 @@ class _SharingPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle
         self._blobs = blobs
 
     def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is types.FunctionType and not _importable(obj):
+        by_value = type(obj) is types.FunctionType and find_by_name(obj.__module__, obj.__qualname__) is not obj
+        if by_value:
             known = self._blobs.get(id(obj))
             if known is None:  # the function is kept with its bytes, so its id cannot be reused
                 known = self._blobs[id(obj)] = (obj, cloudpickle.dumps(obj))
             return (_shared_function, (known[1],))
         return super().reducer_override(obj)
-
-
-def _importable(func: types.FunctionType) -> bool:
-    """Whether ``func`` is found again by its module and name: cloudpickle then sends only that."""
-    module = sys.modules.get(func.__module__) if func.__module__ != "__main__" else None
-    target: Any = module
-    for part in func.__qualname__.split("."):
-        target = getattr(target, part, None)
-    return target is func
 
 
 def _pickle(obj: Any, blobs: dict[int, tuple[Any, bytes]] | None) -> bytes:

@@ -216,15 +216,9 @@ class TaskWrapper(Executable):
         """``(module, qualname)`` when this very object is importable from there (a module-level
         ``@task``), so pickles refer to the code instead of copying it: a process that loads the
         pickle later (a resumed run, a worker) runs the code as it is then."""
-        func = self.func
-        module = getattr(func, "__module__", None)
-        qualname = getattr(func, "__qualname__", "")
-        if not module or module == "__main__" or "<" in qualname:
-            return None
-        target: Any = sys.modules.get(module)
-        for part in qualname.split("."):
-            target = getattr(target, part, None)
-        return (module, qualname) if target is self else None
+        module = getattr(self.func, "__module__", None)
+        qualname = getattr(self.func, "__qualname__", "")
+        return (module, qualname) if module and find_by_name(module, qualname) is self else None
 
     def __reduce__(self) -> Any:
         path = self.import_path()
@@ -238,6 +232,18 @@ class TaskWrapper(Executable):
         self.__dict__.update(state)
         if "_params" not in state:
             self._params, self._var_kwargs = self._inspect(self.func, self.inject_context)
+
+
+def find_by_name(module: str | None, qualname: str) -> Any:
+    """What ``module.qualname`` names in this process now (None if nothing, or a script's
+    ``__main__`` or a local name, which another process cannot find): how a pickle by reference
+    finds an object again."""
+    if not module or module == "__main__" or "<" in qualname:
+        return None
+    target: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return target
 
 
 def _import_task(module: str, qualname: str) -> TaskWrapper:
