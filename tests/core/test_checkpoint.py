@@ -285,7 +285,7 @@ def test_state_and_meta_files_follow_the_spec_layout() -> None:
     path, _ = CheckpointManager.create_checkpoint(etl().create_context(), metadata={"project": "p"})
     state = read_json(path, ".state.json")
     meta = read_json(path, ".meta.json")
-    assert state["schema_version"] == 1
+    assert state["schema_version"] == 2
     assert set(state) >= {
         "session_id",
         "steps",
@@ -308,7 +308,7 @@ def test_state_and_meta_files_follow_the_spec_layout() -> None:
         }
     ]
     assert set(meta) >= {"checkpoint_id", "session_id", "created_at", "steps", "start_node", "user_metadata"}
-    assert meta["schema_version"] == 1
+    assert meta["schema_version"] == 2
     assert meta["start_node"] == "extract"
     assert meta["backend"] == {"queue": "memory", "channel": "memory"}
     assert meta["user_metadata"] == {"project": "p"}

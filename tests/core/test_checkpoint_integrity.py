@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blake3 import blake3
 
 from graflow import TaskWrapper, WorkflowEngine, workflow
 from graflow.core.checkpoint import CheckpointManager
@@ -42,15 +43,18 @@ def part(path: str, suffix: str) -> Path:
     return Path(path[: -len(".pkl")] + suffix)
 
 
-def rewrite_meta(path: str, change: Callable[[dict[str, Any]], None], redigest: bool = False) -> None:
+def rewrite_meta(
+    path: str, change: Callable[[dict[str, Any]], None], redigest: bool = False, algorithm: str = "blake3"
+) -> None:
     """Edit the meta like someone who knows the format (optionally fixing the digests afterwards)."""
     meta_file = part(path, ".meta.json")
     meta = json.loads(meta_file.read_text())
     change(meta)
     if redigest:
+        hash_fn = blake3 if algorithm == "blake3" else hashlib.sha256
         for name, suffix in (("pkl", ".pkl"), ("state", ".state.json")):
             data = part(path, suffix).read_bytes()
-            meta["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            meta["files"][name] = {"size": len(data), algorithm: hash_fn(data).hexdigest()}
     meta_file.write_text(json.dumps(meta))
 
 
@@ -98,7 +102,7 @@ def test_corrupted_state_json_fails_its_digest(tmp_path: Path) -> None:
     path = make_checkpoint(tmp_path)
     state = part(path, ".state.json")
     state.write_bytes(state.read_bytes().replace(b'"steps":0', b'"steps":9'))
-    with pytest.raises(CheckpointCorruptedError, match=r"ckpt\.state\.json does not match the SHA-256"):
+    with pytest.raises(CheckpointCorruptedError, match=r"ckpt\.state\.json does not match the BLAKE3 digest"):
         CheckpointManager.resume_from_checkpoint(path)
 
 
@@ -134,6 +138,43 @@ def test_one_flipped_byte_in_the_pickle(tmp_path: Path) -> None:
     data = bytearray(pkl.read_bytes())
     data[len(data) // 2] ^= 0xFF
     pkl.write_bytes(bytes(data))
+    with pytest.raises(CheckpointCorruptedError, match=r"ckpt\.pkl does not match the BLAKE3 digest"):
+        CheckpointManager.resume_from_checkpoint(path)
+
+
+def test_meta_records_blake3_digests_of_the_other_files(tmp_path: Path) -> None:
+    path = make_checkpoint(tmp_path)
+    files = json.loads(part(path, ".meta.json").read_text())["files"]
+    for name, suffix in (("pkl", ".pkl"), ("state", ".state.json")):
+        data = part(path, suffix).read_bytes()
+        assert files[name] == {"size": len(data), "blake3": blake3(data).hexdigest()}
+
+
+def test_an_unknown_digest_algorithm_is_refused(tmp_path: Path) -> None:
+    path = make_checkpoint(tmp_path)
+    rewrite_meta(path, lambda meta: meta["files"]["pkl"].update(md5=meta["files"]["pkl"].pop("blake3")))
+    with pytest.raises(CheckpointCorruptedError, match=r"meta\.json lacks or mangles field .*one of blake3, sha256"):
+        CheckpointManager.resume_from_checkpoint(path)
+
+
+def test_a_schema_1_checkpoint_with_sha256_digests_still_resumes(tmp_path: Path) -> None:
+    """Checkpoints written before the switch to BLAKE3 (schema 1) record SHA-256 digests."""
+    path = make_checkpoint(tmp_path)
+    state = part(path, ".state.json")
+    state.write_text(json.dumps({**json.loads(state.read_text()), "schema_version": 1}))
+    rewrite_meta(path, lambda meta: meta.update(schema_version=1), redigest=True, algorithm="sha256")
+    assert "sha256" in json.loads(part(path, ".meta.json").read_text())["files"]["pkl"]
+    context, _ = CheckpointManager.resume_from_checkpoint(path)
+    assert WorkflowEngine().execute(context) == 2
+
+
+def test_a_schema_1_pickle_that_fails_its_sha256_is_refused(tmp_path: Path) -> None:
+    path = make_checkpoint(tmp_path)
+    rewrite_meta(path, lambda meta: meta.update(schema_version=1), redigest=True, algorithm="sha256")
+    pkl = part(path, ".pkl")
+    data = bytearray(pkl.read_bytes())
+    data[-10] ^= 0x01
+    pkl.write_bytes(bytes(data))
     with pytest.raises(CheckpointCorruptedError, match=r"ckpt\.pkl does not match the SHA-256 digest"):
         CheckpointManager.resume_from_checkpoint(path)
 
@@ -160,10 +201,10 @@ def test_state_schema_from_the_future(tmp_path: Path) -> None:
     path = make_checkpoint(tmp_path)
     state = part(path, ".state.json")
     doc = json.loads(state.read_text())
-    doc["schema_version"] = 2
+    doc["schema_version"] = 3
     state.write_text(json.dumps(doc))
     rewrite_meta(path, lambda meta: None, redigest=True)
-    with pytest.raises(CheckpointVersionError, match=r"ckpt\.state\.json .* schema 2.*upgrade graflow-core"):
+    with pytest.raises(CheckpointVersionError, match=r"ckpt\.state\.json .* schema 3.*upgrade graflow-core"):
         CheckpointManager.resume_from_checkpoint(path)
 
 

@@ -7,7 +7,7 @@ How :meth:`LocalCheckpointStore.write` keeps a checkpoint atomic and durable (is
 2. The pickle and the state are each written to a new temporary file, fsynced, and renamed to
    their final names. New files, so a reader that mapped the previous pickle keeps its intact copy
    (nothing is ever truncated or rewritten in place), and two writers at one path never share one.
-3. The meta is made (it holds the size and SHA-256 of the other two), written to a temporary file
+3. The meta is made (it holds the size and digest of the other two), written to a temporary file
    and fsynced.
 4. Only when 2 and 3 are done is the meta renamed into place: the checkpoint appears, atomically,
    with every byte it refers to already on disk. Then the directory is fsynced, which makes the

@@ -192,7 +192,7 @@ class CheckpointManager:
         """The run as it was when the checkpoint was written, ready for ``WorkflowEngine().execute``.
 
         Checks run before anything is unpickled: the meta's schema and signature, then the size and
-        SHA-256 of the other two files. ``config`` supplies store settings and whatever the
+        digest of the other two files. ``config`` supplies store settings and whatever the
         checkpoint could not keep (secrets, live clients); pass the ``engine`` whose plugins provide
         the run's queue and channel backends when they are not installed as packages.
         """
