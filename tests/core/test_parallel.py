@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -289,18 +293,58 @@ def test_group_timeout_is_reported_without_waiting_for_the_stuck_member() -> Non
 
 
 @pytest.mark.timeout(20)
-def test_multiprocessing_group_timeout_does_not_wait_for_the_stuck_member() -> None:
-    def sleep_long() -> None:  # local, so it travels by value to the spawned process
-        time.sleep(6)
+def test_multiprocessing_group_timeout_terminates_the_stuck_member(tmp_path: Path) -> None:
+    pid_file = str(tmp_path / "stuck.pid")
+
+    def stuck_forever() -> None:  # local, so it travels by value to the spawned process
+        with open(pid_file, "w") as f:
+            f.write(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
 
     with workflow("mp_timeout") as wf:
-        (TaskWrapper("stuck", sleep_long) | TaskWrapper("ok", lambda: 1)).with_execution(
+        (TaskWrapper("stuck", stuck_forever) | TaskWrapper("ok", lambda: 1)).with_execution(
             backend=CoordinationBackend.MULTIPROCESSING, max_workers=2, group_timeout=1.5
         )
     started = time.monotonic()
-    with pytest.raises(GraflowError, match="timed out"):
+    with pytest.raises(GraflowError, match=r"timed out after 1.5s with 1 member runs unfinished: \['stuck'\]"):
         wf.execute()
     assert time.monotonic() - started < 5.5, "the timeout waited for the stuck member"
+    pid = int(Path(pid_file).read_text())
+    with pytest.raises(ProcessLookupError):  # terminated and reaped, not left running
+        os.kill(pid, 0)
+
+
+@pytest.mark.timeout(60)
+def test_a_program_whose_multiprocessing_group_timed_out_still_exits(tmp_path: Path) -> None:
+    """The interpreter joins every pool process at exit: a stuck member left alive would hang it."""
+    script = tmp_path / "stuck_group.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time
+            from graflow import CoordinationBackend, TaskWrapper, workflow
+            from graflow.exceptions import TaskTimeoutError
+
+            def stuck():
+                while True:
+                    time.sleep(0.05)
+
+            if __name__ == "__main__":
+                with workflow("stuck") as wf:
+                    (TaskWrapper("stuck", stuck) | TaskWrapper("ok", lambda: 1)).with_execution(
+                        backend=CoordinationBackend.MULTIPROCESSING, max_workers=2, group_timeout=1.0
+                    )
+                try:
+                    wf.execute()
+                except TaskTimeoutError:
+                    print("timed out")
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=45)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("timed out")
 
 
 @pytest.mark.parametrize("backend", IN_PROCESS)

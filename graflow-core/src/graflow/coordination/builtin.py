@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from graflow.coordination.base import GroupCoordinator, MemberOutcome, MemberRun, MemberRunner
 from graflow.core import remote
+
+ABORT_GRACE_S = 2.0
+"""How long an abandoned group's processes get to exit on SIGTERM before they are killed."""
 
 
 def _drain(outcomes: queue.SimpleQueue[MemberOutcome], timeout: float | None) -> list[MemberOutcome]:
@@ -159,7 +164,28 @@ class MultiprocessingCoordinator(GroupCoordinator):
             self._pool = None
 
     def abort(self) -> None:
-        # A member still running finishes in its process; its outcome is dropped with the pool.
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Stop the pool's processes: a member still running (the one a ``group_timeout`` gave up
+        on, say) is terminated, not left to run. Left alive, it would also hang the interpreter's
+        exit, which joins every pool process."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public way to stop its processes before Python 3.14
+        # (terminate_workers); its _processes (pid -> Process) is there since 3.2, cleared by shutdown.
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_processes(processes)
+
+
+def _stop_processes(processes: Sequence[Any], grace: float = ABORT_GRACE_S) -> None:
+    """SIGTERM each process, then SIGKILL those still alive after ``grace`` seconds."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, ValueError):  # gone already, or closed
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(ValueError):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
