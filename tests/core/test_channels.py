@@ -12,6 +12,7 @@ import pytest
 from graflow import (
     ExecutionContext,
     TaskExecutionContext,
+    TaskWrapper,
     TypedChannel,
     WorkflowEngine,
     hookimpl,
@@ -303,3 +304,22 @@ def test_unknown_channel_backend_lists_the_installed_ones() -> None:
     with pytest.raises(UnknownNameError, match="no channel backend named 'nosuch'") as info:
         wf.execute(channel_backend="nosuch")
     assert "memory" in info.value.available
+
+
+@pytest.mark.parametrize("backend", ["threading", "multiprocessing"])
+def test_typed_update_from_parallel_members_adds_up(backend: str) -> None:
+    """The update travels back in the member's channel journal from a process pool: it must pickle."""
+
+    def member(i: int) -> TaskWrapper:
+        def body(context: TaskExecutionContext) -> None:
+            class Counts(TypedDict):  # local: travels by value to a spawned process
+                rows: int
+
+            context.get_typed_channel(Counts).update("rows", lambda n: (n or 0) + 10)
+
+        return TaskWrapper(f"m{i}", body, inject_context=True)
+
+    with workflow(f"typed_update_{backend}") as wf:
+        (member(0) | member(1) | member(2)).with_execution(backend=backend, max_workers=2)
+    _, ctx = wf.execute(ret_context=True)
+    assert ctx.channel.get("rows") == 30

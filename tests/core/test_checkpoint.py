@@ -388,3 +388,51 @@ def test_a_join_waiting_on_a_branch_is_released_after_resume(tmp_path: Path) -> 
     assert resumed.waiting == {"join": 1}
     assert WorkflowEngine().execute(resumed) == expected == "LR"
     assert resumed.results == context.results
+
+
+def test_a_deferred_checkpoint_is_written_when_its_task_terminates_the_run(tmp_path: Path) -> None:
+    path = str(tmp_path / "final")
+
+    @task(inject_context=True)
+    def stop(context: TaskExecutionContext) -> str:
+        context.checkpoint(metadata={"why": "done early"}, path=path)
+        context.terminate_workflow("enough")
+        return "stopped"
+
+    with workflow("terminate_ckpt") as wf:
+        stop >> TaskWrapper("never", lambda: "never")
+    _, ctx = wf.execute(ret_context=True)
+    assert ctx.last_checkpoint_path == path + ".pkl"
+    restored, metadata = CheckpointManager.resume_from_checkpoint(path)
+    assert metadata.user_metadata == {"why": "done early"}
+    assert len(restored.queue) == 0 and "stop" in restored.completed
+
+
+def test_a_checkpoint_taken_after_a_failure_resumes_the_failed_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docs promise a resume after 'a failure you fixed': the failed task must still be pending,
+    and its failed attempt must not count against max_cycles."""
+    monkeypatch.setenv("GRAFLOW_TEST_TRANSFORM_BROKEN", "1")
+
+    def transform(extract: list[int]) -> list[int]:
+        if os.environ.get("GRAFLOW_TEST_TRANSFORM_BROKEN") == "1":
+            raise RuntimeError("bad data")
+        return [x * 2 for x in extract]
+
+    with workflow("fixable") as wf:
+        (
+            TaskWrapper("extract", lambda: [1, 2, 3])
+            >> TaskWrapper("transform", transform, max_cycles=1)
+            >> TaskWrapper("load", lambda transform: sum(transform))
+        )
+    ctx = wf.create_context()
+    with pytest.raises(TaskExecutionError, match="bad data"):
+        WorkflowEngine().execute(ctx)
+    assert [s.task_id for s in ctx.queue.pending()] == ["transform"]
+    path, _ = CheckpointManager.create_checkpoint(ctx, path=str(tmp_path / "after_failure"))
+
+    monkeypatch.setenv("GRAFLOW_TEST_TRANSFORM_BROKEN", "0")  # the fix
+    restored, _ = CheckpointManager.resume_from_checkpoint(path)
+    assert WorkflowEngine().execute(restored) == 12
+    assert WorkflowEngine().execute(ctx) == 12  # the same context, executed again, also picks it up

@@ -100,3 +100,22 @@ def test_immediate_checkpoint_in_a_member_is_refused_with_the_way_out() -> None:
         )
     with pytest.raises(ParallelGroupError, match="Use a deferred checkpoint"):
         wf.execute()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_member_checkpoint_request_is_written(backend: str, tmp_path: Path) -> None:
+    def shard(name: str) -> TaskWrapper:
+        path = str(tmp_path / "shards" / name)
+
+        def body(context: TaskExecutionContext) -> str:
+            context.checkpoint(metadata={"shard": name}, path=path)
+            return name
+
+        return TaskWrapper(name, body, inject_context=True)
+
+    with workflow(f"shards_{backend}") as wf:
+        (shard("s0") | shard("s1") | shard("s2")).with_execution(backend=backend, max_workers=2)
+    wf.execute()
+    written = sorted(p.name for p in (tmp_path / "shards").glob("*.meta.json"))
+    assert written == ["s0.meta.json", "s1.meta.json", "s2.meta.json"]
+    assert CheckpointManager.load_metadata(str(tmp_path / "shards" / "s1")).user_metadata == {"shard": "s1"}

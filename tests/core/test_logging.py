@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -136,3 +139,16 @@ def test_terminate_is_logged() -> None:
         wf.execute()
     (entry,) = events(logs, "workflow_terminated")
     assert entry["task_id"] == "stopper" and entry["message"] == "enough"
+
+
+@pytest.mark.parametrize("entry", [["-m", "graflow", "worker"], ["-m", "graflow.worker.main"]])
+def test_worker_log_options_apply_through_either_entry_point(entry: list[str]) -> None:
+    """`graflow worker` used to configure the CLI's own logging first, which made --log-format and
+    --log-level of the worker do nothing."""
+    args = [sys.executable, *entry, "--queue-backend", "memory", "--log-format", "json", "--log-level", "error"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    (line,) = [raw for raw in done.stderr.splitlines() if raw.strip()]
+    event = json.loads(line)
+    assert event["event"] == "worker_config_invalid" and event["level"] == "error"
+    assert "cannot feed workers" in event["error"]

@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from graflow import CoordinationBackend, TaskExecutionContext, TaskWrapper, WorkflowEngine, task, workflow
+from graflow import (
+    CoordinationBackend,
+    ParallelGroupError,
+    TaskExecutionContext,
+    TaskWrapper,
+    WorkflowEngine,
+    hookimpl,
+    task,
+    workflow,
+)
 from graflow.exceptions import GraflowError, UnknownNameError, WorkflowCancelledError
 from graflow.plugins.manager import PluginHost
 
@@ -379,3 +388,71 @@ def test_member_cancel_fails_the_run_after_the_barrier(backend: CoordinationBack
     assert log == ["other"]
     assert info.value.task_id == "canceller"  # the member that cancelled, not its group
     assert "task 'canceller'" in str(info.value)
+
+
+def test_direct_group_timeout_fails_the_group_between_members() -> None:
+    """DIRECT runs a member inside collect(): the deadline is checked between members."""
+    with workflow("direct_timeout") as wf:
+        members = [TaskWrapper(name, lambda: time.sleep(0.3)) for name in ("a", "b", "c")]
+        (members[0] | members[1] | members[2]).with_execution(backend=CoordinationBackend.DIRECT, group_timeout=0.4)
+    with pytest.raises(GraflowError, match=r"timed out after 0.4s with 1 member runs unfinished: \['c'\]"):
+        wf.execute()
+
+
+@pytest.mark.parametrize("backend", ["threading", "multiprocessing"])
+def test_member_routes_to_an_existing_task_of_the_workflow(backend: str) -> None:
+    """A member's next_task(task) names a static task; from a process pool it comes back as a copy,
+    which must resolve to the workflow's own task, not count as a second task with its id."""
+
+    def alert() -> str:
+        return "alert sent"
+
+    def check(ctx: TaskExecutionContext) -> str:
+        ctx.next_task(alert_task)
+        return "bad"
+
+    with workflow(f"route_{backend}") as wf:
+        alert_task = TaskWrapper("alert", alert)
+        group = TaskWrapper("check", check, inject_context=True) | TaskWrapper("other", lambda: "ok")
+        group.with_execution(backend=backend, max_workers=2).set_group_name("checks")
+        wf.add(alert_task)
+    _, ctx = wf.execute(start_node="checks", ret_context=True)
+    assert ctx.results["alert"] == "alert sent"
+    assert ctx.graph.nodes["alert"] is not None and "alert" not in ctx.graph.dynamic
+
+
+@pytest.mark.parametrize("backend", IN_PROCESS)
+def test_a_dynamic_named_group_recreated_each_round_runs_its_new_members(backend: CoordinationBackend) -> None:
+    @task(inject_context=True)
+    def controller(ctx: TaskExecutionContext, round_no: int = 0) -> int:
+        if round_no >= 2:
+            return round_no
+        shards = [TaskWrapper(f"shard_{round_no}_{i}", (lambda i=i, r=round_no: r * 10 + i)) for i in range(2)]
+        ctx.next_task((shards[0] | shards[1]).set_group_name("fanout").with_execution(backend=backend))
+        ctx.next_iteration(round_no + 1)
+        return round_no
+
+    with workflow("recreated_group") as wf:
+        wf.add(controller)
+    _, ctx = wf.execute(ret_context=True)
+    assert ctx.results["fanout"] == {"shard_1_0": 10, "shard_1_1": 11}
+    assert {"shard_0_0", "shard_1_1"} <= set(ctx.graph.nodes)
+
+
+@pytest.mark.timeout(20)
+def test_a_failing_task_failed_hook_neither_hangs_a_threading_group_nor_hides_the_error() -> None:
+    class BrokenMetrics:
+        @hookimpl
+        def graflow_task_failed(self, task_id: str) -> None:
+            raise RuntimeError("metrics backend down")
+
+    def bad() -> None:
+        raise ValueError("boom")
+
+    with workflow("broken_hook") as wf:
+        (TaskWrapper("bad", bad) | TaskWrapper("good", lambda: 1)).with_execution(backend=CoordinationBackend.THREADING)
+    with pytest.raises(ParallelGroupError, match=r"bad \(ValueError: boom\)") as info:
+        wf.execute(engine=WorkflowEngine(plugins=[BrokenMetrics()]))
+    cause = info.value.__cause__
+    assert isinstance(cause, ValueError)
+    assert any("metrics backend down" in note for note in getattr(cause, "__notes__", []))

@@ -274,3 +274,53 @@ def test_failing_task_error_is_a_graflow_error() -> None:
         failing("x", RuntimeError("nope"))
     with pytest.raises(GraflowError):
         wf.execute()
+
+
+@pytest.mark.parametrize("backend", [CoordinationBackend.THREADING, CoordinationBackend.MULTIPROCESSING])
+def test_a_member_that_failed_this_round_leaves_no_result_from_the_last(backend: CoordinationBackend) -> None:
+    """Best effort goes on without the member: its previous cycle's result must not stand in for it."""
+
+    def fetch_api(round_no: int) -> str:
+        if round_no == 2:
+            raise SourceUnavailable("api down")
+        return f"api-round{round_no}"
+
+    @task(inject_context=True)
+    def driver(ctx: TaskExecutionContext, round_no: int = 1) -> int:
+        ctx.get_channel().set("round_no", round_no)
+        return round_no
+
+    def api(ctx: TaskExecutionContext) -> str:
+        return fetch_api(ctx.get_channel().get("round_no"))
+
+    def db(ctx: TaskExecutionContext) -> str:
+        return f"db-round{ctx.get_channel().get('round_no')}"
+
+    seen: list[tuple[Any, Any]] = []
+
+    with workflow(f"stale_{backend}") as wf:
+        sources = TaskWrapper("fetch_db", db, inject_context=True) | TaskWrapper("fetch_api", api, inject_context=True)
+        sources.with_execution(backend=backend, max_workers=2).with_policy(ErrorHandlingPolicy.BEST_EFFORT)
+
+        @task(inject_context=True)
+        def aggregate(ctx: TaskExecutionContext, fetch_db: str, fetch_api: str | None = None) -> None:
+            seen.append((fetch_db, fetch_api))
+            round_no = ctx.get_channel().get("round_no")
+            if round_no < 2:
+                ctx.get_channel().set("round_no", round_no + 1)
+                ctx.next_task(sources, goto=True)
+
+        driver >> sources >> aggregate
+    wf.execute()
+    assert seen == [("db-round1", "api-round1"), ("db-round2", None)]
+
+
+def test_a_failed_group_chains_the_first_member_error_as_its_cause() -> None:
+    """The member's traceback is printed with the ParallelGroupError (its __cause__)."""
+    wf = group_workflow([ok("fine"), failing("down")])
+    with pytest.raises(ParallelGroupError) as info:
+        wf.execute()
+    cause = info.value.__cause__
+    assert isinstance(cause, SourceUnavailable) and str(cause) == "down is down"
+    printed = "".join(traceback.format_exception(info.value))
+    assert "in body" in printed and "direct cause" in printed

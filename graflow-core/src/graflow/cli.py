@@ -68,10 +68,10 @@ def _configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _configure_logging()
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["worker"]:
-        return _worker(args_list[1:])
+        return _worker(args_list[1:])  # configures logging from its --log-level and --log-format
+    _configure_logging()
     args = build_parser().parse_args(args_list)
     return int(args.func(args))
 

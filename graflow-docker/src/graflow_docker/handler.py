@@ -312,7 +312,7 @@ class DockerTaskHandler(TaskHandler):
                 tctx.cancel_workflow(message)
             else:
                 tctx.terminate_workflow(message)
-        if outcome.checkpoint is not None:
+        if outcome.checkpoint is not None:  # the container's last deferred request
             metadata, path = outcome.checkpoint
             tctx.checkpoint(metadata, deferred=True, path=path)
         return outcome.result

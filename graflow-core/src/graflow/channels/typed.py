@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -48,6 +49,22 @@ def _matches(value: Any, expected: Any) -> bool:
     return isinstance(value, expected)
 
 
+def _check(schema_name: str, fields: dict[str, Any], key: str, value: Any) -> None:
+    if key not in fields:
+        raise KeyError(f"{schema_name} has no key {key!r}; known keys: {', '.join(sorted(fields))}")
+    expected = fields[key]
+    if not _matches(value, expected):
+        raise TypeError(
+            f"channel key {key!r} expects {expected!r} (from {schema_name}), got {type(value).__name__}: {value!r}"
+        )
+
+
+def _checked_update(fn: Callable[[Any], Any], schema_name: str, fields: dict[str, Any], key: str, current: Any) -> Any:
+    new = fn(current)
+    _check(schema_name, fields, key, new)
+    return new
+
+
 class TypedChannel(Generic[T]):
     """Validates every write against the schema ``T``: unknown keys and wrong types raise ``TypeError``.
 
@@ -60,14 +77,7 @@ class TypedChannel(Generic[T]):
         self._fields = _schema(schema)
 
     def _check(self, key: str, value: Any) -> None:
-        if key not in self._fields:
-            raise KeyError(f"{self.schema.__name__} has no key {key!r}; known keys: {', '.join(sorted(self._fields))}")
-        expected = self._fields[key]
-        if not _matches(value, expected):
-            raise TypeError(
-                f"channel key {key!r} expects {expected!r} (from {self.schema.__name__}), "
-                f"got {type(value).__name__}: {value!r}"
-            )
+        _check(self.schema.__name__, self._fields, key, value)
 
     def set(self, key: str, value: Any) -> None:
         self._check(key, value)
@@ -79,11 +89,9 @@ class TypedChannel(Generic[T]):
         return self.channel.get(key, default)
 
     def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
-        def checked(current: Any) -> Any:
-            new = fn(current)
-            self._check(key, new)
-            return new
-
+        # Built from picklable parts only (no self, which holds the channel): in a process-pool
+        # member the update travels back in the channel journal and is replayed by the run.
+        checked = functools.partial(_checked_update, fn, self.schema.__name__, self._fields, key)
         return self.channel.update(key, checked, default)
 
     def keys(self) -> list[str]:

@@ -57,7 +57,7 @@ class MemberOutcome:
     next_tasks: list[tuple[Executable, bool]] = attrs.Factory(list)
     iterate: tuple[Any] | None = None
     control: tuple[str, str] | None = None
-    checkpoint: tuple[dict[str, Any], str | None] | None = None
+    checkpoints: list[tuple[dict[str, Any], str | None]] | None = None  # deferred requests, in order
     channel_ops: list[tuple[str, str, Any]] | None = None
     duration_s: float = 0.0
     worker_id: str | None = None

@@ -84,7 +84,11 @@ class ThreadingCoordinator(GroupCoordinator):
                     if self._closed:
                         return
                 continue
-            put(run_member(run))
+            try:
+                outcome = run_member(run)
+            except BaseException as exc:  # never let the thread die without an outcome: collect would wait forever
+                outcome = MemberOutcome(run.task_id, run.cycle, error=exc)
+            put(outcome)
 
     def submit(self, runs: Sequence[MemberRun]) -> None:
         self._submitted += len(runs)

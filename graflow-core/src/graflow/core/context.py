@@ -198,7 +198,7 @@ class TaskExecutionContext:
     """
 
     __slots__ = (
-        "_checkpoint",
+        "_checkpoints",
         "_control",
         "_control_task",
         "_data",
@@ -222,7 +222,7 @@ class TaskExecutionContext:
         self._iterate: Any = None  # None, or a 1-tuple holding the iteration data
         self._control: tuple[str, str] | None = None  # ("terminate" | "cancel", message)
         self._control_task: str | None = None  # the group member that asked, when a group passes it on
-        self._checkpoint: tuple[dict[str, Any], str | None] | None = None
+        self._checkpoints: list[tuple[dict[str, Any], str | None]] | None = None  # deferred requests
 
     @property
     def session_id(self) -> str:
@@ -296,7 +296,9 @@ class TaskExecutionContext:
         now and returned as ``(path, metadata)``; a resume re-runs this task.
         """
         if deferred:
-            self._checkpoint = (dict(metadata or {}), path)
+            if self._checkpoints is None:
+                self._checkpoints = []
+            self._checkpoints.append((dict(metadata or {}), path))
             return None
         from graflow.checkpoint.manager import CheckpointManager
 

@@ -185,21 +185,29 @@ class _Run(GroupRunning):
             cycles[task_id] = cycle
             ctx.current_task = spec
             tctx = TaskExecutionContext(ctx, task_id, cycle, spec.data)
-            if type(task) is TaskWrapper:
-                handler = handlers.get(task.handler) or self.engine.handler(task.handler)
-                if self.timed or self.on_started is not None:
-                    result = self._execute_observed(handler, task, tctx)
+            try:
+                if type(task) is TaskWrapper:
+                    handler = handlers.get(task.handler) or self.engine.handler(task.handler)
+                    if self.timed or self.on_started is not None:
+                        result = self._execute_observed(handler, task, tctx)
+                    else:
+                        t0 = perf_counter()  # ~50 ns: the failure event reports a real duration
+                        try:
+                            result = execute(handler, task, tctx)
+                        except Exception as exc:  # KeyboardInterrupt and SystemExit pass through unwrapped
+                            self._failed(task_id, cycle, perf_counter() - t0, exc)
+                            raise TaskExecutionError(task_id, exc) from exc
+                elif isinstance(task, ParallelGroup):
+                    result = self.run_group(task, tctx)
                 else:
-                    t0 = perf_counter()  # ~50 ns: the failure event reports a real duration
-                    try:
-                        result = execute(handler, task, tctx)
-                    except Exception as exc:  # KeyboardInterrupt and SystemExit pass through unwrapped
-                        self._failed(task_id, cycle, perf_counter() - t0, exc)
-                        raise TaskExecutionError(task_id, exc) from exc
-            elif isinstance(task, ParallelGroup):
-                result = self.run_group(task, tctx)
-            else:
-                raise GraflowError(f"graph node {task_id!r} is not executable: {task!r}")
+                    raise GraflowError(f"graph node {task_id!r} is not executable: {task!r}")
+            except BaseException:
+                # The failed task stays pending, its attempt uncounted: a checkpoint taken now, or
+                # another execute() of this context once the cause is fixed, runs it again.
+                cycles[task_id] = cycle - 1
+                ctx.current_task = None
+                ctx.queue.put(spec)
+                raise
             results[task_id] = result
             last_result = result
             ctx.current_task = None
@@ -244,14 +252,20 @@ class _Run(GroupRunning):
             error=f"{type(exc).__name__}: {exc}",
         )
         if self.on_failed is not None:
-            self.on_failed(
-                run_id=self.run_id,
-                session_id=self.ctx.session_id,
-                task_id=task_id,
-                cycle=cycle,
-                duration_s=duration,
-                error=exc,
-            )
+            try:
+                self.on_failed(
+                    run_id=self.run_id,
+                    session_id=self.ctx.session_id,
+                    task_id=task_id,
+                    cycle=cycle,
+                    duration_s=duration,
+                    error=exc,
+                )
+            except Exception as hook_error:  # the task's own error is what the caller must get
+                self.rlog.error(
+                    "task_failed_hook_failed", task_id=task_id, error=f"{type(hook_error).__name__}: {hook_error}"
+                )
+                exc.add_note(f"A graflow_task_failed hook raised while reporting this: {hook_error!r}")
 
     def _advance(self, task_id: str, tctx: TaskExecutionContext) -> bool:
         """Apply what the task asked for, then release its successors. True ends the run."""
@@ -275,6 +289,7 @@ class _Run(GroupRunning):
             self.rlog.info("workflow_terminated", task_id=origin, message=message)
             ctx.queue.clear()
             ctx.completed.add(task_id)
+            self._write_checkpoints(tctx)  # the task succeeded: its deferred checkpoint records the end
             return True
         if tctx._iterate is not None:
             put(TaskSpec(task_id, tctx._iterate[0]))
@@ -282,8 +297,7 @@ class _Run(GroupRunning):
             ctx.completed.add(task_id)
             if not tctx._goto:
                 self._release_successors(task_id)
-        if tctx._checkpoint is not None:
-            self._write_checkpoint(*tctx._checkpoint)
+        self._write_checkpoints(tctx)
         return False
 
     def _release_successors(self, task_id: str) -> None:
@@ -311,7 +325,7 @@ class _Run(GroupRunning):
         if existing is not None:
             if task.task_id not in graph.dynamic:
                 raise DuplicateTaskError(task.task_id)
-            graph.nodes[task.task_id] = task  # a dynamic task re-created with the same id replaces itself
+            self._replace_dynamic(task)  # a dynamic task re-created with the same id replaces itself
             return False
         task._attach(graph)
         graph.dynamic.add(task.task_id)
@@ -319,7 +333,29 @@ class _Run(GroupRunning):
         self.reachable.add(task.task_id)
         return False
 
-    def _write_checkpoint(self, metadata: dict[str, Any], path: str | None) -> None:
+    def _replace_dynamic(self, task: Executable) -> None:
+        """A re-created dynamic task or group takes its predecessor's place, its new members too."""
+        graph: TaskGraph = self.ctx.graph
+        graph.nodes[task.task_id] = task
+        if isinstance(task, ParallelGroup):
+            task._graph = graph
+            for member in task.members:
+                current = graph.nodes.get(member.task_id)
+                if current is None:
+                    graph.add_node(member)
+                    graph.dynamic.add(member.task_id)
+                    self.reachable.add(member.task_id)
+                elif current is not member:
+                    if member.task_id not in graph.dynamic:
+                        raise DuplicateTaskError(member.task_id)
+                    graph.nodes[member.task_id] = member
+                graph.add_member(task.task_id, member.task_id)
+
+    def _write_checkpoints(self, tctx: TaskExecutionContext) -> None:
+        """The deferred checkpoints the task (or the members of a group) asked for, in order."""
+        if not tctx._checkpoints:
+            return
         from graflow.checkpoint.manager import CheckpointManager
 
-        CheckpointManager.create_checkpoint(self.ctx, metadata=metadata, path=path)  # logs checkpoint_created
+        for metadata, path in tctx._checkpoints:
+            CheckpointManager.create_checkpoint(self.ctx, metadata=metadata, path=path)  # logs checkpoint_created

@@ -27,6 +27,7 @@ from graflow.policies import ErrorHandlingPolicy, NamedPolicy
 
 if TYPE_CHECKING:
     from graflow.core.engine import WorkflowEngine
+    from graflow.core.graph import TaskGraph
 
 
 class GroupRunning:
@@ -80,14 +81,14 @@ class GroupRunning:
         try:
             coordinator.submit(first)
             while expected:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:  # checked before each collect: DIRECT runs a member in it
+                    raise TaskTimeoutError(
+                        f"parallel group {group.task_id!r} timed out after {timeout}s with "
+                        f"{len(expected)} member runs unfinished: {sorted(t for t, _ in expected)[:10]}"
+                    )
                 outcomes = coordinator.collect(wait)
                 if not outcomes:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise TaskTimeoutError(
-                            f"parallel group {group.task_id!r} timed out after {timeout}s with "
-                            f"{len(expected)} member runs unfinished: {sorted(t for t, _ in expected)[:10]}"
-                        )
                     continue
                 again = []
                 for outcome in outcomes:
@@ -108,8 +109,8 @@ class GroupRunning:
             else:
                 coordinator.abort()
         self._apply_policy(group, policy, failures, successes)
-        for metadata, path in checkpoints:
-            parent._checkpoint = (metadata, path)  # written by _advance, after the group's successors queue
+        if checkpoints:  # written by _advance, after the group's successors queue; every member's request
+            parent._checkpoints = [*(parent._checkpoints or ()), *checkpoints]
         return {task_id: ctx.results.get(task_id) for task_id in successes}
 
     def _settle_member(
@@ -131,6 +132,9 @@ class GroupRunning:
             apply_channel_ops(ctx.channel, outcome.channel_ops)
         if outcome.error is not None:
             failures[outcome.task_id] = outcome.error
+            # A result from an earlier cycle must not stand in for this failed one (best effort goes on).
+            ctx.results.pop(outcome.task_id, None)
+            ctx.completed.discard(outcome.task_id)
             if outcome.worker_id is not None:  # in-process members reported this already
                 self._failed(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.error)
             return None
@@ -138,12 +142,12 @@ class GroupRunning:
         if outcome.worker_id is not None:
             self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result)
         for task, goto in outcome.next_tasks:
-            parent.next_task(task, goto=goto)
+            parent.next_task(_local_twin(ctx.graph, task), goto=goto)
         if outcome.control is not None:
             parent._control = outcome.control
             parent._control_task = outcome.task_id  # errors and logs name the member, not its group
-        if outcome.checkpoint is not None:
-            checkpoints.append(outcome.checkpoint)
+        if outcome.checkpoints:
+            checkpoints.extend(outcome.checkpoints)
         if outcome.iterate is not None:
             member = ctx.graph.nodes[outcome.task_id]
             limit = getattr(member, "max_cycles", None) or self.default_max_cycles
@@ -174,7 +178,7 @@ class GroupRunning:
                 failed_tasks=failed,
                 successful_tasks=successes,
                 errors=failures,
-            )
+            ) from next(iter(failures.values()))  # the first failure's traceback is printed with it
         self.rlog.warning(
             "group_members_failed",
             group_id=group.task_id,
@@ -197,11 +201,11 @@ class MemberRunner:
 
     def run_member(self, run: MemberRun) -> MemberOutcome:
         r = self._run
-        member = self._member(run.task_id)
-        tctx = TaskExecutionContext(self.context, run.task_id, run.cycle, run.data)
         outcome = MemberOutcome(run.task_id, run.cycle)
         t0 = time.perf_counter()
         try:
+            member = self._member(run.task_id)
+            tctx = TaskExecutionContext(self.context, run.task_id, run.cycle, run.data)
             if isinstance(member, ParallelGroup):
                 outcome.result = r.run_group(member, tctx)
             elif isinstance(member, TaskWrapper):
@@ -222,7 +226,7 @@ class MemberRunner:
         outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
         outcome.iterate = tctx._iterate
         outcome.control = tctx._control
-        outcome.checkpoint = tctx._checkpoint
+        outcome.checkpoints = tctx._checkpoints
         return outcome
 
     def build_request(self, run: MemberRun) -> RemoteRequest:
@@ -251,3 +255,26 @@ class MemberRunner:
             channel_data=channel_data,
             handler=engine._handlers[member.handler] if member.handler in engine._registered else None,
         )
+
+
+def _local_twin(graph: TaskGraph, task: Executable) -> Executable:
+    """The run's own node for a ``next_task`` target that came back from another process as a copy
+    (a process pool or a worker unpickles its own): the same id and the same code mean the same
+    task, not a second one with a duplicate id."""
+    existing = graph.nodes.get(task.task_id)
+    if existing is None or existing is task:
+        return task
+    if isinstance(existing, TaskWrapper) and isinstance(task, TaskWrapper):
+        return existing if _same_code(existing.func, task.func) else task
+    if isinstance(existing, ParallelGroup) and isinstance(task, ParallelGroup):
+        same = [m.task_id for m in existing.members] == [m.task_id for m in task.members]
+        return existing if same else task
+    return task
+
+
+def _same_code(a: Any, b: Any) -> bool:
+    def identity(f: Any) -> tuple[Any, ...]:
+        code = getattr(f, "__code__", None)
+        return (getattr(f, "__module__", None), getattr(f, "__qualname__", None), getattr(code, "co_code", None))
+
+    return identity(a) == identity(b)

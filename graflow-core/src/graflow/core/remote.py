@@ -236,18 +236,35 @@ def peek_header(payload: bytes) -> dict[str, Any]:
 
 def dumps_outcome(outcome: MemberOutcome, key: bytes | None = None) -> bytes:
     header = {"task_id": outcome.task_id, "versions": runtime_versions()}
+    if outcome.error is not None and not _round_trips(outcome.error):
+        # Pickles but cannot be rebuilt (an __init__ with required arguments that it does not pass
+        # to Exception.__init__): the far side would get an unrelated TypeError instead.
+        outcome = attrs.evolve(outcome, error=_described(outcome.error))
     try:
         return _pack(outcome, header, key, f"the outcome of task {outcome.task_id!r}")
     except SerializationError as exc:
         # The result or the exception cannot travel: send a description instead of losing it.
         error = outcome.error
-        if error is None:
-            replacement = RemoteTaskError("SerializationError", str(exc), "")
-        else:
-            notes = "\n".join(getattr(error, "__notes__", []))
-            replacement = RemoteTaskError(type(error).__name__, str(error), notes)
+        replacement = RemoteTaskError("SerializationError", str(exc), "") if error is None else _described(error)
         slim = attrs.evolve(outcome, result=None, error=replacement, next_tasks=[], channel_ops=None)
         return _pack(slim, header, key, "an error report")
+
+
+def _round_trips(error: BaseException) -> bool:
+    """Whether ``error`` survives pickling and unpickling (only failures pay for this check)."""
+    try:
+        cloudpickle.loads(cloudpickle.dumps(error))
+    except Exception:
+        return False
+    return True
+
+
+def _described(error: BaseException) -> RemoteTaskError:
+    """What can always travel of an exception: its type's name, message and notes (the traceback)."""
+    described = RemoteTaskError(type(error).__name__, str(error), "\n".join(getattr(error, "__notes__", [])))
+    for note in getattr(error, "__notes__", []):
+        described.add_note(note)  # printed with the error, as the original's would have been
+    return described
 
 
 def loads_outcome(payload: bytes, key: bytes | None = None) -> MemberOutcome:
@@ -309,7 +326,7 @@ def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberO
         outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
         outcome.iterate = tctx._iterate
         outcome.control = tctx._control
-        outcome.checkpoint = tctx._checkpoint
+        outcome.checkpoints = tctx._checkpoints
     except BaseException as exc:  # reported to the run, never lost
         exc.add_note(f"Traceback in the process that ran the task (pid {os.getpid()}):\n{traceback.format_exc()}")
         outcome.error = exc
