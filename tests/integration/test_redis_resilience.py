@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -213,3 +214,37 @@ def test_task_that_keeps_killing_workers_is_dead_lettered(redis_url: str, start_
     assert dead["t"] == "poison"
     start_worker("fresh")  # the fleet carries on with other work
     assert Run([TaskWrapper("fine", lambda: "ok")], {"redis_url": redis_url}).join() == {"fine": "ok"}
+
+
+def test_tasks_of_a_killed_submitter_are_skipped_once_its_results_stream_expires(
+    redis_url: str, start_worker: Callable[..., Any]
+) -> None:
+    """Nobody waits for the outcomes of a submitter that died: within result_ttl (plus the workers'
+    5 s route cache) its remaining members are dropped instead of occupying the fleet."""
+    client = redis.Redis.from_url(redis_url)
+    start_worker("only", "--max-concurrent-tasks", "1", *FAST)
+    submitter_code = f"""
+import time, redis
+from graflow import CoordinationBackend, TaskWrapper, workflow
+from graflow.core.task import ParallelGroup
+
+def member(i):
+    def run():
+        redis.Redis.from_url({redis_url!r}).rpush("started", i)
+        time.sleep(0.5)
+        return i
+    return TaskWrapper(f"m{{i}}", run)
+
+with workflow("doomed") as wf:
+    ParallelGroup([member(i) for i in range(40)], name="g").with_execution(backend=CoordinationBackend.REDIS)
+wf.execute(config={{"redis_url": {redis_url!r}, "result_ttl": 2}})
+"""
+    submitter = subprocess.Popen([sys.executable, "-c", submitter_code])
+    try:
+        wait_until(lambda: client.llen("started") >= 2, "the worker to start the submitter's members")
+    finally:
+        submitter.kill()
+        submitter.wait(timeout=30)
+    tasks = RedisTaskQueue(redis_url=redis_url).keys.tasks
+    wait_until(lambda: client.xlen(tasks) == 0, "the orphaned members to be dropped", timeout=30)
+    assert client.llen("started") < 30  # 40 members of 0.5 s: most were skipped, not run

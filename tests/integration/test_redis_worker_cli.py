@@ -59,6 +59,44 @@ def test_an_unknown_queue_backend_lists_the_installed_ones() -> None:
 
 
 @pytest.mark.slow
+def test_a_worker_started_with_a_key_prefix_serves_groups_with_that_prefix(
+    redis_url: str, start_worker: Callable[..., Any]
+) -> None:
+    from graflow import CoordinationBackend, TaskWrapper, workflow
+
+    start_worker("prefixed", "--key-prefix", "myapp", "--queue", "pfx")
+    with workflow("prefixed") as wf:
+        group = (TaskWrapper("a", lambda: 1) | TaskWrapper("b", lambda: 2)).with_execution(
+            backend=CoordinationBackend.REDIS, queue_name="pfx", key_prefix="myapp", group_timeout=30
+        )
+    _, ctx = wf.execute(ret_context=True, config={"redis_url": redis_url})
+    assert ctx.results[group.task_id] == {"a": 1, "b": 2}
+
+
+def test_wrong_credentials_end_the_worker_with_a_config_error(redis_url: str) -> None:
+    """Redis refusing the password is not an outage to wait out: exit 2 at once, saying what to fix."""
+    bad = redis_url.replace("redis://", "redis://nobody:wrong-password@", 1)
+    started = time.monotonic()
+    proc = run_cli("--redis-url", bad, "--queue", "refused")
+    assert proc.returncode == 2
+    assert time.monotonic() - started < 20
+    assert "worker_access_denied" in proc.stderr and "check the password or ACL user" in proc.stderr
+
+
+def test_wrong_credentials_fail_the_submitting_run_at_once(redis_url: str) -> None:
+    from graflow import CoordinationBackend, TaskWrapper, workflow
+    from graflow.exceptions import BackendAccessError
+
+    bad = redis_url.replace("redis://", "redis://nobody:wrong-password@", 1)
+    with workflow("refused") as wf:
+        (TaskWrapper("a", lambda: 1) | TaskWrapper("b", lambda: 2)).with_execution(backend=CoordinationBackend.REDIS)
+    started = time.monotonic()
+    with pytest.raises(BackendAccessError, match="Redis refused this process"):
+        wf.execute(config={"redis_url": bad})
+    assert time.monotonic() - started < 10  # not reconnect_timeout (300 s) of backoff
+
+
+@pytest.mark.slow
 def test_kubernetes_style_environment_and_clean_exit_on_sigterm(redis_server: Any, redis_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update({"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_server.port), "MAX_CONCURRENT_TASKS": "3"})

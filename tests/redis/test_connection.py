@@ -75,6 +75,29 @@ def test_shipped_config_has_no_client_and_no_secret(redis_url: str) -> None:
     assert shippable_config({"redis_url": "redis://x:1/0", "redis_client": client}) == {"redis_url": "redis://x:1/0"}
 
 
+def test_shipped_config_names_the_redis_this_process_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that found Redis through its environment must send workers there, not to whatever
+    their own environment (or --redis-url) names."""
+    monkeypatch.setenv("REDIS_URL", "redis://broker.internal:6380/7")
+    assert shippable_config({"queue_name": "q"}) == {"queue_name": "q", "redis_url": "redis://broker.internal:6380/7"}
+    monkeypatch.delenv("REDIS_URL")
+    shipped = shippable_config({"redis_host": "h", "redis_password": "p w", "redis_db": 3})
+    assert shipped == {"redis_host": "h", "redis_db": 3, "redis_url": "redis://:p%20w@h:6379/3"}
+
+
+def test_shipped_config_leaves_every_secret_behind() -> None:
+    config = {
+        "redis_url": "redis://r:6379/0",
+        "secret_key": "k",
+        "aws_secret_access_key": "AKIA-secret",
+        "api_token": "t",
+        "db_password": "pw",
+        "gcp_credentials": "{}",
+        "docker_mem_limit": "1g",
+    }
+    assert shippable_config(config) == {"redis_url": "redis://r:6379/0", "docker_mem_limit": "1g"}
+
+
 def test_settings_read_config_keys_and_validate() -> None:
     settings = RedisSettings.from_config({"worker_timeout": "2.5", "max_deliveries": 5, "queue_name": None})
     assert (settings.worker_timeout, settings.max_deliveries, settings.queue_name) == (2.5, 5, "default")

@@ -290,6 +290,19 @@ def test_worker_with_a_key_refuses_an_unsigned_payload(redis_url: str, run_worke
     assert "unsigned but a secret key is set here" in rejected["reason"]
 
 
+def test_a_submitter_whose_worker_lacks_the_key_is_told_to_fix_the_worker(
+    redis_url: str, run_worker: Callable[..., TaskWorker]
+) -> None:
+    run_worker()  # no key: it refuses the signed payload and reports that unsigned
+    with workflow("keyless_worker") as wf:
+        group_of([TaskWrapper("a", lambda: 1)])
+    with pytest.raises(ParallelGroupError) as info:
+        wf.execute(config={"redis_url": redis_url, "secret_key": "run-secret"})
+    message = str(info.value.errors["a"])
+    assert "outcome of task 'a' from a worker was refused" in message
+    assert "give every worker the same GRAFLOW_SECRET_KEY" in message
+
+
 def test_tampered_payload_is_refused_without_loading_it(
     redis_url: str, run_worker: Callable[..., TaskWorker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -345,3 +358,34 @@ def test_worker_metrics_and_heartbeat(redis_url: str, run_worker: Callable[..., 
     assert info["worker_id"] == "metrics-1"
     assert info["max_concurrent_tasks"] == 2
     assert info["state"] == "running"
+
+
+@pytest.mark.timeout(30)
+def test_a_delivery_whose_reply_was_lost_is_run_after_worker_timeout(redis_url: str, redis_client: redis.Redis) -> None:
+    """Redis hands an entry to the worker's consumer but the reply never arrives (a dropped
+    connection): the worker gives it back once it is worker_timeout old, and it runs."""
+    queue = RedisTaskQueue(redis_url=redis_url, queue_name="lost", worker_timeout=1)
+    worker = TaskWorker(queue, block_s=0.2)
+    with workflow("lost_reply") as wf:
+        group = group_of([TaskWrapper("only", lambda: 7)], queue_name="lost", group_timeout=20)
+    outcome: dict[str, Any] = {}
+    submitter = threading.Thread(
+        target=lambda: outcome.update(ctx=wf.execute(ret_context=True, config={"redis_url": redis_url})[1])
+    )
+    submitter.start()
+    for _ in range(500):
+        if redis_client.exists(queue.keys.tasks) and redis_client.xlen(queue.keys.tasks):
+            break
+        threading.Event().wait(0.01)
+    stolen = redis_client.xreadgroup("graflow-workers", worker.consumer, {queue.keys.tasks: ">"}, count=1)
+    assert stolen, "the member was never published"
+    thread = threading.Thread(target=worker.start, daemon=True)
+    thread.start()
+    try:
+        submitter.join(timeout=20)
+        assert not submitter.is_alive()
+        assert outcome["ctx"].results[group.task_id] == {"only": 7}
+        assert worker.tasks_succeeded == 1
+    finally:
+        worker.stop()
+        thread.join(timeout=15)

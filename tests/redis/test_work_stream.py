@@ -117,6 +117,22 @@ def test_release_gives_work_back_to_any_consumer(queue: RedisTaskQueue, redis_cl
     assert redis_client.xpending(queue.keys.tasks, "graflow-workers")["consumers"] == [{"name": b"other", "pending": 2}]
 
 
+def test_release_lost_gives_back_old_deliveries_the_consumer_does_not_know(
+    queue: RedisTaskQueue, redis_client: redis.Redis
+) -> None:
+    """A delivery whose reply was lost is pending for a live consumer that never saw it."""
+    redis_client.xadd(RESULTS, {"open": "1"})
+    publish(queue, 3)
+    held, lost, fresh = queue.fetch("w1", 3, 0.01)
+    assert queue.release_lost("w1", {held.item_id, lost.item_id, fresh.item_id}, 0.0) == 0
+    assert queue.release_lost("w1", {held.item_id}, 30.0) == 0  # too recent: its reply may be on its way
+    time.sleep(0.05)
+    assert queue.release_lost("w1", {held.item_id}, 0.02) == 2
+    assert sorted(i.task_id for i in queue.fetch("w2", 5, 0.01)) == ["t1", "t2"]
+    pending = redis_client.xpending(queue.keys.tasks, "graflow-workers")["consumers"]
+    assert sorted((c["name"], c["pending"]) for c in pending) == [(b"w1", 1), (b"w2", 2)]
+
+
 def test_heartbeat_lists_live_workers_until_it_expires(queue: RedisTaskQueue) -> None:
     queue.heartbeat("w1@a", {"worker_id": "w1", "running": ["t3"]})
     assert queue.workers() == {"w1@a": {"worker_id": "w1", "running": ["t3"]}}

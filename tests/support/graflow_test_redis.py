@@ -199,7 +199,8 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Worke
         started.append(worker)
         if wait:
             queue_name = args[args.index("--queue") + 1] if "--queue" in args else "default"
-            queue = RedisTaskQueue(redis_url=redis_url, queue_name=queue_name)
+            prefix = {"key_prefix": args[args.index("--key-prefix") + 1]} if "--key-prefix" in args else {}
+            queue = RedisTaskQueue(redis_url=redis_url, queue_name=queue_name, config=prefix)
 
             def visible() -> bool:
                 if worker.proc.poll() is not None:

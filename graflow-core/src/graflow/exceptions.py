@@ -184,6 +184,10 @@ class TaskTimeoutError(ExecutionError, TimeoutError):
     """A task (or a group) ran longer than its configured timeout."""
 
 
+class BackendAccessError(GraflowError, PermissionError):
+    """A backend (Redis, S3, ...) refused this process's credentials: waiting and retrying cannot help."""
+
+
 class SerializationError(GraflowError, TypeError):
     """A task, its arguments or its result cannot be pickled to cross a process boundary."""
 

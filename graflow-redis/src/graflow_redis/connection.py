@@ -22,6 +22,9 @@ import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from graflow.core.remote import is_secret_setting
+from graflow.exceptions import BackendAccessError
+
 log = structlog.get_logger("graflow.redis")
 
 T = TypeVar("T")
@@ -30,6 +33,17 @@ DEFAULT_URL = "redis://localhost:6379/0"
 
 # Errors worth waiting out: the server restarting (connection refused, LOADING), a dropped connection.
 RETRYABLE: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+# ... except these two, which redis-py derives from ConnectionError: wrong credentials stay wrong.
+REFUSED: tuple[type[BaseException], ...] = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
+
+
+def access_error(exc: BaseException) -> BackendAccessError:
+    """What a refused login or command becomes: a GraflowError that says what to fix."""
+    return BackendAccessError(
+        f"Redis refused this process ({type(exc).__name__}: {exc}); check the password or ACL user in "
+        "redis_url (or REDIS_URL / REDIS_PASSWORD) and the user's permissions"
+    )
+
 
 _clients: dict[str, redis.Redis] = {}
 _clients_lock = threading.Lock()
@@ -123,12 +137,17 @@ def url_of(client: redis.Redis) -> str:
 
 
 def shippable_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` as it may travel inside a task payload: no live client (not picklable; its URL
-    goes instead) and no secret key (payloads sit in Redis; the key must stay with its owners)."""
-    out = {k: v for k, v in config.items() if k not in ("redis_client", "secret_key")}
+    """``config`` as it may travel inside a task payload, which rests in Redis (and in the dead-letter
+    stream for days): no live client, and no secrets (the signing key, passwords, tokens, cloud
+    credentials: :func:`graflow.core.remote.is_secret_setting`; a worker that needs one gets it from
+    its own environment). The Redis URL always goes, resolved here from the client, the config or
+    this process's environment: a worker must reach this run's Redis, not the one its own
+    environment or its ``--redis-url`` names. An explicit ``redis_url`` wins over the client's (the
+    workers may see the server under another name than this process does)."""
+    out = {k: v for k, v in config.items() if k != "redis_client" and not is_secret_setting(k)}
     client = config.get("redis_client")
-    if client is not None and "redis_url" not in out:
-        out["redis_url"] = url_of(client)
+    if not out.get("redis_url"):
+        out["redis_url"] = url_of(client) if client is not None else redis_url(config)
     return out
 
 
@@ -200,6 +219,8 @@ class Reconnecting:
         while True:
             try:
                 result = fn(*args, **kwargs)
+            except REFUSED as exc:
+                raise access_error(exc) from exc
             except RETRYABLE as exc:
                 now = time.monotonic()
                 if attempt == 0:

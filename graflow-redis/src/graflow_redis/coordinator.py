@@ -22,9 +22,9 @@ import structlog
 
 from graflow.coordination.base import GroupCoordinator, MemberOutcome, MemberRun, MemberRunner
 from graflow.core import remote
-from graflow.exceptions import ExecutionError
+from graflow.exceptions import ExecutionError, PayloadRejectedError
 from graflow_redis.connection import Reconnecting, client_from_config, shippable_config
-from graflow_redis.keys import SessionKeys
+from graflow_redis.keys import DEFAULT_PREFIX, SessionKeys
 from graflow_redis.queue import RedisTaskQueue
 from graflow_redis.settings import RedisSettings
 
@@ -182,7 +182,15 @@ class RedisCoordinator(GroupCoordinator):
             return MemberOutcome(key[0], key[1], error=error, worker_id=consumer)
         try:
             return remote.loads_outcome(fields[b"o"], self._secret)
-        except Exception as exc:  # refused (unsigned/tampered) or unreadable: the member failed
+        except PayloadRejectedError as exc:  # the worker signs with another key, or none: say so
+            error = PayloadRejectedError(
+                f"the outcome of task {key[0]!r} from a worker was refused: {exc}. The worker's secret key "
+                "is missing or differs from this process's: give every worker the same GRAFLOW_SECRET_KEY "
+                "(a worker that cannot verify a payload logs payload_rejected)"
+            )
+            log.error("outcome_rejected", task_id=key[0], error=str(error))
+            return MemberOutcome(key[0], key[1], error=error, worker_id="?")
+        except Exception as exc:  # unreadable: the member failed
             log.error("outcome_rejected", task_id=key[0], error=f"{type(exc).__name__}: {exc}")
             return MemberOutcome(key[0], key[1], error=exc, worker_id="?")
 
@@ -211,7 +219,9 @@ class RedisCoordinator(GroupCoordinator):
                 "no_live_workers",
                 queue=self.queue.queue_name,
                 waiting=len(self._outstanding),
-                hint="start workers: python -m graflow.worker.main --queue " + self.queue.queue_name,
+                hint="start workers: python -m graflow.worker.main --queue "
+                + self.queue.queue_name
+                + ("" if self.settings.key_prefix == DEFAULT_PREFIX else f" --key-prefix {self.settings.key_prefix}"),
             )
 
     def _recover(self) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -29,7 +29,15 @@ from graflow.exceptions import GraflowError
 from graflow.queue.base import TaskQueue, TaskSpec
 from graflow.worker.protocol import WorkItem
 from graflow_redis import codec, scripts
-from graflow_redis.connection import Reconnecting, ThreadConnections, client_from_config, merge_config, text
+from graflow_redis.connection import (
+    REFUSED,
+    Reconnecting,
+    ThreadConnections,
+    access_error,
+    client_from_config,
+    merge_config,
+    text,
+)
 from graflow_redis.keys import DEAD_LETTER_MAXLEN, WORKER_GROUP, QueueKeys, SessionKeys
 from graflow_redis.settings import RedisSettings
 
@@ -41,6 +49,9 @@ log = structlog.get_logger("graflow.redis")
 RECLAIM_BATCH = 500
 
 ROUTE_RECHECK_S = 5.0
+
+LOST_SCAN = 100
+"""Pending entries of one consumer looked at per ``release_lost`` call (one call per heartbeat)."""
 """How long a results stream seen alive is trusted before checking again (orphan detection)."""
 
 
@@ -295,6 +306,12 @@ class RedisTaskQueue(TaskQueue):
             self._release(keys=[self.keys.tasks], args=[WORKER_GROUP, *(i.item_id for i in items)])
 
     def heartbeat(self, consumer: str, info: Mapping[str, Any]) -> None:
+        try:
+            self._beat(consumer, info)
+        except REFUSED as exc:  # a worker's first call: wrong credentials end it (exit 2), not retried
+            raise access_error(exc) from exc
+
+    def _beat(self, consumer: str, info: Mapping[str, Any]) -> None:
         pipe = self.client.pipeline(transaction=False)
         pipe.set(
             self.keys.heartbeat(consumer),
@@ -305,6 +322,28 @@ class RedisTaskQueue(TaskQueue):
         pipe.expire(self.keys.workers, self.settings.queue_ttl)
         pipe.expire(self.keys.tasks, self.settings.queue_ttl)
         pipe.execute()
+
+    def release_lost(self, consumer: str, known: Collection[str], min_idle_s: float) -> int:
+        """Entries pending for ``consumer`` that it does not hold, delivered ``min_idle_s`` or more
+        ago, go back to the stream (``XPENDING ... IDLE``, then the release script). They exist when
+        a read's reply was lost: Redis counts the entry as delivered, the worker never saw it, and
+        nothing else would ever hand it out again while that worker lives."""
+        try:
+            pending = self.client.xpending_range(
+                self.keys.tasks,
+                WORKER_GROUP,
+                "-",
+                "+",
+                LOST_SCAN,
+                consumername=consumer,
+                idle=max(1, int(min_idle_s * 1000)),
+            )
+        except redis.ResponseError:  # no stream or group: nothing pending
+            return 0
+        lost = [entry_id for p in pending if (entry_id := text(p["message_id"])) not in known]
+        if lost:
+            self._release(keys=[self.keys.tasks], args=[WORKER_GROUP, *lost])
+        return len(lost)
 
     def leave(self, consumer: str) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from graflow.core.context import ExecutionContext
+from graflow.core.remote import is_secret_setting
 from graflow.core.task import ParallelGroup, TaskWrapper
 from graflow.exceptions import CheckpointError
 from graflow.queue.base import NO_DATA, TaskSpec
@@ -24,9 +25,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("graflow.checkpoint")
 
-_SECRET_WORDS = ("secret", "password", "token", "credential", "access_key")
-"""Config keys containing these are never written into a checkpoint; pass them again on resume."""
-
 _PLAIN = (str, int, float, bool, bytes, type(None))
 
 
@@ -35,7 +33,7 @@ def portable_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str
     kept: dict[str, Any] = {}
     dropped: list[str] = []
     for key, value in config.items():
-        if any(word in key.lower() for word in _SECRET_WORDS):
+        if is_secret_setting(key):  # never written into a checkpoint; pass them again on resume
             dropped.append(key)
         elif isinstance(value, _PLAIN):
             kept[key] = value

@@ -76,6 +76,17 @@ def secret_key(config: Mapping[str, Any] | None = None) -> bytes | None:
     return raw if isinstance(raw, bytes) else str(raw).encode()
 
 
+SECRET_WORDS = ("secret", "password", "token", "credential", "access_key")
+"""Config keys containing one of these hold secrets: they are never written where others can read
+them (checkpoints, payloads resting in a broker). Give them to the other side another way."""
+
+
+def is_secret_setting(name: str) -> bool:
+    """Whether config key ``name`` names a secret (see :data:`SECRET_WORDS`)."""
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
 @attrs.define
 class RemoteRequest:
     """One member execution, ready to ship. ``channel_backend``/``channel_config`` name a shared

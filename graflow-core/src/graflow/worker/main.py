@@ -60,6 +60,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "groups choose it with with_execution(queue_name=...)",
     )
     add(
+        "--key-prefix",
+        default=_env("GRAFLOW_KEY_PREFIX", None),
+        help="prefix of every key the queue backend uses, to share one Redis between applications "
+        "(env GRAFLOW_KEY_PREFIX; default: the backend's, graflow); must match the submitters' key_prefix",
+    )
+    add(
         "--max-concurrent-tasks",
         type=int,
         default=int(_env("MAX_CONCURRENT_TASKS", 4)),
@@ -133,6 +139,8 @@ def build_queue(args: argparse.Namespace) -> WorkSource:
     }
     if args.redis_url:
         config["redis_url"] = args.redis_url
+    if args.key_prefix:
+        config["key_prefix"] = args.key_prefix
     source = registration.factory("", config)
     if not isinstance(source, WorkSource):
         raise GraflowError(
@@ -170,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         worker.start()
     finally:
         worker.queue.close()
-    return 0
+    return 2 if worker.fatal_error is not None else 0
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -10,12 +10,14 @@ graflow-core ships no implementation (an in-process queue cannot feed another pr
   acknowledged, atomically per item) or ``release`` (given back for any worker to take now);
 * a consumer that stops calling ``heartbeat`` for ``worker_timeout`` seconds is dead, and ``reclaim``
   (called by any live worker or submitter) gives its deliveries to others. A delivery that keeps
-  killing its workers is dead-lettered by the backend instead of being handed out forever.
+  killing its workers is dead-lettered by the backend instead of being handed out forever;
+* a live consumer can own a delivery without knowing it (the reply that carried it was lost with the
+  connection): ``release_lost`` gives such deliveries back, so they do not wait forever.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -69,6 +71,12 @@ class WorkSource(Protocol):
 
     def reclaim(self) -> int:
         """Hand the deliveries of dead consumers to live ones; returns how many items moved."""
+        ...
+
+    def release_lost(self, consumer: str, known: Collection[str], min_idle_s: float) -> int:
+        """Give back the deliveries ``consumer`` owns that are not in ``known`` (the ids it holds) and
+        were delivered at least ``min_idle_s`` seconds ago; returns how many. The age keeps a
+        delivery whose reply is still on its way from being taken for lost."""
         ...
 
     def leave(self, consumer: str) -> None:

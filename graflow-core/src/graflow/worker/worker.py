@@ -10,8 +10,9 @@ Threads of one worker:
 * a reporter sends the outcomes of slots that found their next task at once (so the report does not
   delay that task), and those that could not be sent otherwise (the queue failed, the worker stops);
   what finished meanwhile goes in the same round trip (W4);
-* a heartbeat thread tells others this worker is alive and what it runs, and reclaims the work of
-  workers whose heartbeats stopped;
+* a heartbeat thread tells others this worker is alive and what it runs, reclaims the work of
+  workers whose heartbeats stopped, and gives back deliveries this worker owns without knowing it
+  (their reply was lost with a connection) once they are ``worker_timeout`` old;
 * the thread that called :meth:`TaskWorker.start` waits for :meth:`TaskWorker.stop` on a socket pair,
   so ``stop`` takes no lock and is safe in a signal handler, then shuts down.
 
@@ -39,6 +40,7 @@ import structlog
 
 from graflow.coordination.base import MemberOutcome
 from graflow.core import remote
+from graflow.exceptions import BackendAccessError
 from graflow.worker.execution import Backoff, dumps_outcome, execute_item
 from graflow.worker.protocol import WorkItem, WorkSource
 
@@ -109,6 +111,8 @@ class TaskWorker:
         self.tasks_failed = 0
         self.tasks_released = 0
         self.total_execution_time = 0.0
+        self.fatal_error: BaseException | None = None
+        """Why the worker stopped by itself (the queue refused its credentials), if it did."""
 
     # --- public ------------------------------------------------------------------------------------
 
@@ -281,6 +285,12 @@ class TaskWorker:
         while True:
             try:
                 self.queue.heartbeat(self.consumer, self.info())
+            except BackendAccessError as exc:  # wrong credentials stay wrong: stop, exit code 2
+                self._log.error("worker_access_denied", error=str(exc))
+                self.fatal_error = exc
+                self._forced.set()  # nothing to wait for: give up retrying at once
+                self.stop()
+                return
             except Exception as exc:
                 self._log.warning("heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
             else:
@@ -292,11 +302,16 @@ class TaskWorker:
                 return
             try:
                 moved = self.queue.reclaim()
+                with self._cond:
+                    known = set(self._held)
+                lost = self.queue.release_lost(self.consumer, known, self.queue.worker_timeout)
             except Exception as exc:
                 self._log.warning("reclaim_failed", error=f"{type(exc).__name__}: {exc}")
             else:
                 if moved:
                     self._log.info("tasks_reclaimed", count=moved)
+                if lost:
+                    self._log.warning("lost_deliveries_released", count=lost)
             self._beat_now.wait(self.heartbeat_interval)
             self._beat_now.clear()
 
