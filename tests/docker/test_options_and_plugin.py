@@ -62,6 +62,18 @@ def test_run_options_may_not_take_over_the_protocol() -> None:
         ContainerOptions(image="i", run_options={"command": ["sh"]})
 
 
+@pytest.mark.parametrize(
+    ("key", "option"),
+    [("volumes", "volumes="), ("labels", "labels="), ("auto_remove", "auto_remove="), ("nano_cpus", "cpus=")],
+)
+def test_run_options_may_not_set_what_has_an_option_of_its_own(key: str, option: str) -> None:
+    """They would be overwritten by the handler's own mounts and labels, silently."""
+    with pytest.raises(
+        ValueError, match=rf"run_options may not set \['{key}'\]: pass them as the handler's own options \({option}\)"
+    ):
+        ContainerOptions(image="i", run_options={key: {"x": 1}})
+
+
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout must be > 0"):
         DockerTaskHandler(image="i", timeout=0)

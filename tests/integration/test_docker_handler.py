@@ -319,3 +319,52 @@ def test_ctrl_c_on_the_host_leaves_no_container(
             proc.kill()
         for container in graflow_containers(proc.pid):  # never leak into other tests
             container.remove(force=True)
+
+
+# --- found by review: a task must not be able to stall the host, and nothing it wrote may be lost ---
+
+
+@pytest.mark.timeout(60)
+def test_a_named_pipe_planted_in_place_of_an_output_file_does_not_block_the_host(docker_image: str) -> None:
+    def plant_fifo() -> int:
+        os.unlink("/graflow-io/stdout")
+        os.mkfifo("/graflow-io/stdout")
+        return 1
+
+    handler = DockerTaskHandler(image=docker_image, safe_output=True, timeout=10)
+    started = time.monotonic()
+    result, _ = run_one(handler, plant_fifo)
+    assert result == 1
+    assert time.monotonic() - started < 10
+
+
+def test_channel_writes_survive_an_exception_the_host_cannot_rebuild(docker_image: str) -> None:
+    def fails_after_writing(ctx: TaskExecutionContext) -> None:
+        class CodeError(Exception):  # two required arguments: unpickling calls CodeError(message)
+            def __init__(self, code: int, detail: str) -> None:
+                super().__init__(f"{code}: {detail}")
+
+        ctx.get_channel().set("progress", "half")
+        raise CodeError(42, "upstream down")
+
+    engine = WorkflowEngine()
+    engine.register_handler("box", DockerTaskHandler(image=docker_image))
+    with workflow("exc_channel") as wf:
+        wf.add(TaskWrapper("job", fails_after_writing, handler="box", inject_context=True))
+    ctx = wf.create_context()
+    with pytest.raises(TaskExecutionError, match="CodeError: 42: upstream down"):
+        engine.execute(ctx)
+    assert ctx.channel.get("progress") == "half"
+
+
+def test_a_task_that_leaves_a_thread_running_ends_when_it_returns(docker_image: str) -> None:
+    def leaves_a_thread() -> str:
+        import threading
+
+        threading.Thread(target=time.sleep, args=(30,)).start()  # not a daemon
+        return "done"
+
+    started = time.monotonic()
+    result, _ = run_one(DockerTaskHandler(image=docker_image, timeout=20), leaves_a_thread)
+    assert result == "done"
+    assert time.monotonic() - started < 15

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pickle
+import stat
 import sys
 import sysconfig
 import types
@@ -319,12 +320,16 @@ def _graflow_object(module: str, qualname: str) -> Any:
 
 
 def read_private(path: str) -> bytes | None:
-    """A file the container wrote, never following a link it may have planted; ``None`` if absent."""
+    """A regular file the container wrote, never following a link it may have planted; ``None`` if
+    absent or anything else (a named pipe planted there would block this read forever: the open does
+    not wait, and only a regular file is read)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         return f.read()
 
 

@@ -457,9 +457,27 @@ def run(directory: str) -> int:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the host decides
         error = exc
         head = {"status": "error", "body": head["body"], "error": _describe(exc)}
+        if not json_only and not _round_trips(exc):
+            # Pickles but cannot be rebuilt (an __init__ with required arguments): the host would fail
+            # to load the whole outcome, channel writes included. It rebuilds it from head["error"].
+            error = None
     try:
         data = _outcome_body(ctx, result, error, json_only)
     except BaseException as exc:
         data = _partial_outcome(ctx, error, json_only, head, exc)
     _write(directory, head, data)
-    return 0
+    # The task returned: end now, as a direct task would, without waiting for non-daemon threads it
+    # left running (the interpreter's exit would join them, and the host would wait or time out).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _round_trips(error: BaseException) -> bool:
+    import cloudpickle
+
+    try:
+        pickle.loads(cloudpickle.dumps(error))
+    except BaseException:
+        return False
+    return True

@@ -240,6 +240,8 @@ class DockerTaskHandler(TaskHandler):
             except requests.exceptions.RequestException as exc:
                 if self.options.timeout is None:
                     raise DockerUnavailableError(f"lost the Docker daemon while task {task_id!r} ran: {exc}") from exc
+                if os.path.exists(os.path.join(io_dir, "out")):
+                    return None  # the task had returned; what outlived it is removed with the container
                 raise TaskTimeoutError(
                     f"task {task_id!r} ran longer than its Docker timeout of {self.options.timeout}s "
                     f"(image {image!r}); its container was killed and removed"

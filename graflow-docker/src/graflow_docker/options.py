@@ -17,6 +17,15 @@ MANAGED_LABEL = "graflow.docker"
 
 # Arguments the handler sets itself: passing them through run_options would break the protocol.
 _RESERVED = frozenset({"image", "command", "entrypoint", "detach", "remove", "stdout", "stderr", "stream"})
+# Arguments with an option of their own, which the handler merges with what it needs (its I/O mount,
+# its labels): through run_options they would be overwritten, silently.
+_AS_OPTIONS = {
+    **{name: name for name in ("environment", "volumes", "device_requests", "network_mode", "mem_limit")},
+    **{name: name for name in ("cpu_period", "cpu_quota", "cpu_shares", "cpuset_cpus", "working_dir", "user")},
+    "auto_remove": "auto_remove",
+    "labels": "labels",
+    "nano_cpus": "cpus",
+}
 
 
 def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -28,6 +37,12 @@ def _no_reserved(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[
     clash = sorted(_RESERVED & set(value))
     if clash:
         raise ValueError(f"run_options may not set {clash}: the handler sets them (use the image= option)")
+    own = sorted(set(_AS_OPTIONS) & set(value))
+    if own:
+        raise ValueError(
+            f"run_options may not set {own}: pass them as the handler's own options "
+            f"({', '.join(_AS_OPTIONS[name] + '=' for name in own)}), which it merges with its own mounts and labels"
+        )
 
 
 def _dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
