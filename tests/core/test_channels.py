@@ -323,3 +323,8 @@ def test_typed_update_from_parallel_members_adds_up(backend: str) -> None:
         (member(0) | member(1) | member(2)).with_execution(backend=backend, max_workers=2)
     _, ctx = wf.execute(ret_context=True)
     assert ctx.channel.get("rows") == 30
+
+
+def test_a_shared_channel_ships_no_secret_to_other_processes_by_default() -> None:
+    config = {"secret_key": "k", "db_password": "pw", "api_token": "t", "aws_secret_access_key": "a", "region": "eu"}
+    assert MemoryChannel("run").shipping_config(config) == {"region": "eu"}

@@ -20,12 +20,22 @@ _RESERVED = frozenset({"image", "command", "entrypoint", "detach", "remove", "st
 # Arguments with an option of their own, which the handler merges with what it needs (its I/O mount,
 # its labels): through run_options they would be overwritten, silently.
 _AS_OPTIONS = {
-    **{name: name for name in ("environment", "volumes", "device_requests", "network_mode", "mem_limit")},
-    **{name: name for name in ("cpu_period", "cpu_quota", "cpu_shares", "cpuset_cpus", "working_dir", "user")},
+    "environment": "environment",
+    "volumes": "volumes",
+    "device_requests": "device_requests",
+    "network_mode": "network_mode",
+    "mem_limit": "mem_limit",
+    "nano_cpus": "cpus",
+    "cpu_period": "cpu_period",
+    "cpu_quota": "cpu_quota",
+    "cpu_shares": "cpu_shares",
+    "cpuset_cpus": "cpuset_cpus",
+    "working_dir": "working_dir",
+    "user": "user",
     "auto_remove": "auto_remove",
     "labels": "labels",
-    "nano_cpus": "cpus",
 }
+"""run_options key -> the handler option to use instead."""
 
 
 def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:

@@ -63,11 +63,14 @@ class Channel(ABC):
     def shipping_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The part of the run's ``config`` another process needs to open this same channel.
 
-        Used when a task runs in another process against a shared backend. The default drops the
-        payload signing key (payloads may rest in a broker; the key stays with its owners);
-        backends holding live clients replace them with something picklable, e.g. a URL.
+        Used when a task runs in another process against a shared backend. The default drops every
+        secret (:func:`graflow.core.remote.is_secret_setting`: the signing key, passwords, tokens;
+        payloads may rest in a broker); backends holding live clients replace them with something
+        picklable, e.g. a URL.
         """
-        return {k: v for k, v in config.items() if k != "secret_key"}
+        from graflow.core.remote import is_secret_setting  # lazy: remote imports the channels
+
+        return {k: v for k, v in config.items() if not is_secret_setting(k)}
 
     def close(self) -> None:  # noqa: B027 - optional for backends holding connections
         """Release connections; the data stays (it belongs to the session)."""
