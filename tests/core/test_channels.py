@@ -1,4 +1,6 @@
-"""Channels: the workflow-scoped key-value store, namespaces, atomic updates, typed channels, backends."""
+"""Channels: the key-value store, namespaces, atomic updates, field channels, backends.
+
+Typed messages (``get_typed_channel``) are in test_typed_channel.py."""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ from graflow import (
     ExecutionContext,
     TaskExecutionContext,
     TaskWrapper,
-    TypedChannel,
     WorkflowEngine,
     hookimpl,
     task,
     workflow,
 )
+from graflow.channels import FieldChannel
 from graflow.channels.memory import MemoryChannel
 from graflow.exceptions import UnknownNameError
 
@@ -155,7 +157,7 @@ def test_namespaced_channel_from_execution_context() -> None:
     assert ctx.get_channel().get("loss") == "root value"
 
 
-# --- typed channels --------------------------------------------------------------------------------
+# --- field channels (each field of T a key) ------------------------------------------------------
 
 
 class TrainingState(TypedDict):
@@ -174,15 +176,15 @@ class Settings:
 
 
 @pytest.mark.parametrize("schema", [TrainingState, Settings])
-def test_typed_channel_is_returned_for_typeddict_and_attrs(schema: type[Any]) -> None:
+def test_field_channel_is_returned_for_typeddict_and_attrs(schema: type[Any]) -> None:
     ctx = TaskExecutionContext(type("Ctx", (), {"channel": MemoryChannel()})(), "t", 1)
-    typed = ctx.get_typed_channel(schema)
-    assert isinstance(typed, TypedChannel)
+    typed = ctx.get_field_channel(schema)
+    assert isinstance(typed, FieldChannel)
     assert typed.schema is schema
 
 
-def test_typed_channel_accepts_values_matching_a_typeddict() -> None:
-    typed = TypedChannel(MemoryChannel(), TrainingState)
+def test_field_channel_accepts_values_matching_a_typeddict() -> None:
+    typed = FieldChannel(MemoryChannel(), TrainingState)
     typed.set("epoch", 3)
     typed.set("loss", 1)  # an int is a valid float
     typed.set("phase", "TRAINING")
@@ -196,24 +198,24 @@ def test_typed_channel_accepts_values_matching_a_typeddict() -> None:
     ("key", "value"),
     [("epoch", "three"), ("epoch", 1.5), ("loss", "low"), ("phase", "PAUSED"), ("history", 0.5)],
 )
-def test_typed_channel_rejects_a_wrong_type_naming_the_key(key: str, value: Any) -> None:
-    typed = TypedChannel(MemoryChannel(), TrainingState)
+def test_field_channel_rejects_a_wrong_type_naming_the_key(key: str, value: Any) -> None:
+    typed = FieldChannel(MemoryChannel(), TrainingState)
     with pytest.raises(TypeError, match=repr(key)):
         typed.set(key, value)
     assert typed.get(key) is None
 
 
-def test_typed_channel_rejects_unknown_keys_listing_the_known_ones() -> None:
-    typed = TypedChannel(MemoryChannel(), TrainingState)
+def test_field_channel_rejects_unknown_keys_listing_the_known_ones() -> None:
+    typed = FieldChannel(MemoryChannel(), TrainingState)
     with pytest.raises(KeyError, match="epoch"):
         typed.set("epochs", 1)
     with pytest.raises(KeyError, match="epochs"):
         typed.get("epochs")
 
 
-def test_typed_channel_validates_an_attrs_class() -> None:
+def test_field_channel_validates_an_attrs_class() -> None:
     base = MemoryChannel()
-    typed = TypedChannel(base, Settings)
+    typed = FieldChannel(base, Settings)
     typed.set("name", "run-1")
     typed.set("ratio", 0.75)
     with pytest.raises(TypeError, match="'retries'"):
@@ -224,31 +226,31 @@ def test_typed_channel_validates_an_attrs_class() -> None:
     assert base.get("name") == "run-2" and base.get("retries") == 3 and base.get("ratio") == 0.5
 
 
-def test_typed_channel_update_is_validated_and_atomic() -> None:
-    typed = TypedChannel(MemoryChannel(), TrainingState)
+def test_field_channel_update_is_validated_and_atomic() -> None:
+    typed = FieldChannel(MemoryChannel(), TrainingState)
     assert typed.update("epoch", lambda v: v + 1, 0) == 1
     with pytest.raises(TypeError):
         typed.update("epoch", lambda v: str(v))
     assert typed.get("epoch") == 1
 
 
-def test_typed_channel_rejects_schemas_it_cannot_read() -> None:
+def test_field_channel_rejects_schemas_it_cannot_read() -> None:
     with pytest.raises(TypeError, match="TypedDict or an attrs class"):
-        TypedChannel(MemoryChannel(), dict)
+        FieldChannel(MemoryChannel(), dict)
 
 
-def test_typed_channel_inside_a_task_shares_the_run_channel() -> None:
+def test_field_channel_inside_a_task_shares_the_run_channel() -> None:
     with workflow("typed") as wf:
 
         @task(inject_context=True)
         def train(ctx: TaskExecutionContext) -> None:
-            state = ctx.get_typed_channel(TrainingState)
+            state = ctx.get_field_channel(TrainingState)
             state.set("epoch", 1)
             state.set("phase", "DONE")
 
         @task(inject_context=True)
         def report(ctx: TaskExecutionContext) -> tuple[int, str]:
-            return ctx.get_channel().get("epoch"), ctx.get_typed_channel(TrainingState).get("phase")
+            return ctx.get_channel().get("epoch"), ctx.get_field_channel(TrainingState).get("phase")
 
         train >> report
     assert wf.execute() == (1, "DONE")
@@ -307,7 +309,7 @@ def test_unknown_channel_backend_lists_the_installed_ones() -> None:
 
 
 @pytest.mark.parametrize("backend", ["threading", "multiprocessing"])
-def test_typed_update_from_parallel_members_adds_up(backend: str) -> None:
+def test_field_update_from_parallel_members_adds_up(backend: str) -> None:
     """The update travels back in the member's channel journal from a process pool: it must pickle."""
 
     def member(i: int) -> TaskWrapper:
@@ -315,7 +317,7 @@ def test_typed_update_from_parallel_members_adds_up(backend: str) -> None:
             class Counts(TypedDict):  # local: travels by value to a spawned process
                 rows: int
 
-            context.get_typed_channel(Counts).update("rows", lambda n: (n or 0) + 10)
+            context.get_field_channel(Counts).update("rows", lambda n: (n or 0) + 10)
 
         return TaskWrapper(f"m{i}", body, inject_context=True)
 

@@ -1,12 +1,14 @@
-"""structlog events: run start/end always at INFO, per-task events at DEBUG, failures at ERROR."""
+"""Log events: run start/end at INFO, per-task events at DEBUG, failures at ERROR; quiet by default."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +154,76 @@ def test_worker_log_options_apply_through_either_entry_point(entry: list[str]) -
     event = json.loads(line)
     assert event["event"] == "worker_config_invalid" and event["level"] == "error"
     assert "cannot feed workers" in event["error"]
+
+
+# --- a library is quiet until asked (issue 12) --------------------------------------------------------
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "01_basics" / "hello_workflow.py"
+
+
+def _run_demo(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k != "GRAFLOW_LOG_LEVEL"}
+    return subprocess.run(
+        [sys.executable, str(DEMO)], cwd=tmp_path, env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_readme_demo_prints_only_its_own_output(tmp_path: Path) -> None:
+    done = _run_demo(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "workflow_started" not in done.stdout and "workflow_finished" not in done.stdout
+    assert done.stdout.splitlines()[0].startswith("loaded 2 rows")
+
+
+def test_graflow_log_level_shows_the_run_events_on_stderr(tmp_path: Path) -> None:
+    done = _run_demo(tmp_path, GRAFLOW_LOG_LEVEL="info")
+    assert done.returncode == 0, done.stderr
+    assert "INFO" in done.stderr and "graflow.engine: workflow_started" in done.stderr
+    assert "workflow_finished" in done.stderr and "steps=" in done.stderr
+    assert "workflow_" not in done.stdout
+
+
+def test_an_unknown_graflow_log_level_is_refused_naming_the_levels(tmp_path: Path) -> None:
+    done = _run_demo(tmp_path, GRAFLOW_LOG_LEVEL="loud")
+    assert done.returncode != 0
+    assert "GRAFLOW_LOG_LEVEL: unknown log level 'loud': use one of debug, info, warning" in done.stderr
+
+
+def test_failures_reach_stderr_without_any_configuration(tmp_path: Path) -> None:
+    script = tmp_path / "fails.py"
+    script.write_text(
+        "from graflow import TaskWrapper, workflow\n"
+        "with workflow('w') as wf:\n"
+        "    TaskWrapper('oops', lambda: 1 / 0)\n"
+        "try:\n"
+        "    wf.execute()\n"
+        "except Exception:\n"
+        "    print('caught')\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k != "GRAFLOW_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, str(script)], env=clean, capture_output=True, text=True, timeout=60)
+    assert done.stdout == "caught\n"
+    assert "task_failed" in done.stderr and "ZeroDivisionError" in done.stderr
+    assert "workflow_started" not in done.stderr  # INFO stays quiet
+
+
+def test_the_applications_standard_logging_takes_over(caplog: pytest.LogCaptureFixture) -> None:
+    """Without structlog configured, events go to the stdlib logger of the module, fields attached."""
+    structlog.reset_defaults()
+    caplog.set_level(logging.DEBUG, logger="graflow")
+    _, ctx = chain().execute(ret_context=True)
+    records = [r for r in caplog.records if r.name == "graflow.engine"]
+    by_event = {r.graflow["event"]: r for r in records}  # type: ignore[attr-defined]
+    assert by_event["workflow_started"].levelno == logging.INFO
+    assert by_event["workflow_finished"].graflow["session_id"] == ctx.session_id  # type: ignore[attr-defined]
+    assert "steps=2" in by_event["workflow_finished"].getMessage()
+    started = [r.graflow["task_id"] for r in records if r.graflow["event"] == "task_started"]  # type: ignore[attr-defined]
+    assert started == ["first", "second"]  # DEBUG on: per-task events are produced
+
+
+def test_no_per_task_events_are_built_when_logging_is_at_warning(caplog: pytest.LogCaptureFixture) -> None:
+    structlog.reset_defaults()
+    caplog.set_level(logging.WARNING, logger="graflow")
+    chain().execute()
+    assert [r for r in caplog.records if r.name.startswith("graflow")] == []

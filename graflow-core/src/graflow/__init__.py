@@ -10,7 +10,10 @@ from graflow.core.task import ParallelGroup, TaskWrapper
 from graflow.core.workflow import Workflow, workflow
 from graflow.exceptions import GraflowError, ParallelGroupError
 from graflow.hookspecs import hookimpl
+from graflow.logs import apply_environment as _apply_log_environment
 from graflow.policies import ErrorHandlingPolicy
+
+_apply_log_environment()  # GRAFLOW_LOG_LEVEL=info shows the run events on stderr
 
 __all__ = [
     "CoordinationBackend",

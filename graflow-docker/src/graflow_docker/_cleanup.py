@@ -16,9 +16,9 @@ import threading
 from types import FrameType
 from typing import Any
 
-import structlog
+from graflow.logs import get_logger
 
-log = structlog.get_logger()
+log = get_logger("graflow.docker")
 
 _lock = threading.Lock()
 _live: dict[str, Any] = {}

@@ -24,15 +24,15 @@ from typing import Any
 
 import attrs
 import cloudpickle
-import structlog
 
 from graflow.channels.views import ChannelOp
 from graflow.core.context import TaskExecutionContext
 from graflow.core.decorators import task as task_decorator
 from graflow.core.task import Executable, TaskWrapper
 from graflow.exceptions import RemoteTaskError, SerializationError
+from graflow.logs import get_logger
 
-log = structlog.get_logger()
+log = get_logger("graflow.docker")
 
 PROTOCOL = 1
 RUNNER_PATH = Path(__file__).with_name("_runner.py")

@@ -302,6 +302,10 @@ class TaskContext:
         """The channel, unvalidated: the validation lives in graflow, which the container lacks."""
         return self.get_channel(namespace)
 
+    def get_field_channel(self, schema: Any, namespace: str | None = None) -> JournalChannel:
+        """The channel, unvalidated (as :meth:`get_typed_channel`)."""
+        return self.get_channel(namespace)
+
     def get_result(self, task_id: str, default: Any = _MISSING) -> Any:
         if default is not _MISSING:
             return default

@@ -19,12 +19,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import structlog
 
 from graflow.channels.views import apply_channel_ops
 from graflow.core.context import TaskExecutionContext, current_task_context
 from graflow.core.handler import TaskHandler
 from graflow.exceptions import TaskTimeoutError
+from graflow.logs import get_logger
 from graflow_docker import _cleanup
 from graflow_docker._protocol import Outcome, ShippingRules, read_outcome, read_private, write_request
 from graflow_docker.errors import (
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
     from graflow.core.task import TaskWrapper
 
-log = structlog.get_logger()
+log = get_logger("graflow.docker")
 
 SIGKILL_EXIT = 137
 

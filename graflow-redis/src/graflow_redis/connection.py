@@ -18,14 +18,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import redis
-import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from graflow.core.remote import is_secret_setting
 from graflow.exceptions import BackendAccessError
+from graflow.logs import get_logger
 
-log = structlog.get_logger("graflow.redis")
+log = get_logger("graflow.redis")
 
 T = TypeVar("T")
 

@@ -18,17 +18,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
-
 from graflow.coordination.base import GroupCoordinator, MemberOutcome, MemberRun, MemberRunner
 from graflow.core import remote
 from graflow.exceptions import ExecutionError, PayloadRejectedError
+from graflow.logs import get_logger
 from graflow_redis.connection import Reconnecting, client_from_config, shippable_config
 from graflow_redis.keys import DEFAULT_PREFIX, SessionKeys
 from graflow_redis.queue import RedisTaskQueue
 from graflow_redis.settings import RedisSettings
 
-log = structlog.get_logger("graflow.redis")
+log = get_logger("graflow.redis")
 
 PUBLISH_BATCHES = (8, 64, 500)
 """Members per pipeline, growing: workers start on the first few while the rest are still being

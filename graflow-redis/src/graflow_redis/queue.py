@@ -22,10 +22,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
-import structlog
 
 from graflow.core import remote
 from graflow.exceptions import GraflowError
+from graflow.logs import get_logger
 from graflow.queue.base import TaskQueue, TaskSpec
 from graflow.worker.protocol import WorkItem
 from graflow_redis import codec, scripts
@@ -44,7 +44,7 @@ from graflow_redis.settings import RedisSettings
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
 
-log = structlog.get_logger("graflow.redis")
+log = get_logger("graflow.redis")
 
 RECLAIM_BATCH = 500
 

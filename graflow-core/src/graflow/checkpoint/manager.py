@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from graflow.checkpoint import codec
 from graflow.checkpoint.metadata import CheckpointMetadata
 from graflow.checkpoint.snapshot import capture, restore
 from graflow.checkpoint.store import Blob, CheckpointStore, normalize_path, part_path, split_scheme
 from graflow.exceptions import CheckpointCorruptedError, CheckpointError, CheckpointNotFoundError
+from graflow.logs import get_logger
 
 if TYPE_CHECKING:
     from graflow.core.context import ExecutionContext
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from graflow.plugins.manager import PluginHost
     from graflow.queue.base import TaskSpec
 
-log = structlog.get_logger("graflow.checkpoint")
+log = get_logger("graflow.checkpoint")
 
 DEFAULT_DIR = "checkpoints"
 CHECKPOINT_DIR_ENV = "GRAFLOW_CHECKPOINT_DIR"

@@ -11,19 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from graflow.core.context import ExecutionContext
 from graflow.core.remote import is_secret_setting
 from graflow.core.task import ParallelGroup, TaskWrapper
 from graflow.exceptions import CheckpointError
+from graflow.logs import get_logger
 from graflow.queue.base import NO_DATA, TaskSpec
 
 if TYPE_CHECKING:
     from graflow.core.graph import TaskGraph
     from graflow.plugins.manager import PluginHost
 
-log = structlog.get_logger("graflow.checkpoint")
+log = get_logger("graflow.checkpoint")
 
 _PLAIN = (str, int, float, bool, bytes, type(None))
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from graflow.channels.base import Channel
+from graflow.channels.fields import FieldChannel
 from graflow.channels.typed import TypedChannel
 from graflow.channels.views import NamespacedChannel
 from graflow.core.graph import TaskGraph
@@ -242,8 +243,12 @@ class TaskExecutionContext:
         return channel if namespace is None else NamespacedChannel(channel, namespace)
 
     def get_typed_channel(self, schema: type[T], namespace: str | None = None) -> TypedChannel[T]:
-        """The channel, with writes validated against a TypedDict or attrs class."""
+        """The channel as typed messages: each key holds one whole, validated ``T`` (a TypedDict or attrs class)."""
         return TypedChannel(self.get_channel(namespace), schema)
+
+    def get_field_channel(self, schema: type[T], namespace: str | None = None) -> FieldChannel[T]:
+        """The channel as the fields of ``T``: each field a key of its own, each write type-checked."""
+        return FieldChannel(self.get_channel(namespace), schema)
 
     def get_result(self, task_id: str, default: Any = NO_DATA) -> Any:
         return self.execution_context.get_result(task_id, default)

@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import structlog
-
 from graflow.core.context import ExecutionContext, TaskExecutionContext
 from graflow.core.execution import execute
 from graflow.core.graph import ACTIVE_GRAPH, TaskGraph
@@ -31,18 +29,16 @@ from graflow.exceptions import (
     TaskNotFoundError,
     WorkflowCancelledError,
 )
+from graflow.logs import GraflowLogger, get_logger
 from graflow.plugins.manager import PluginHost, default_host
 from graflow.queue.base import TaskSpec
 
-log = structlog.get_logger("graflow.engine")
+log = get_logger("graflow.engine")
 
 
-def _debug_enabled(logger: Any) -> bool:
-    """Per-task events are DEBUG, and only emitted when the application configured structlog to want them."""
-    if not structlog.is_configured():
-        return False
-    check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
-    return bool(check(logging.DEBUG)) if check is not None else True
+def _debug_enabled(logger: GraflowLogger) -> bool:
+    """Per-task events are DEBUG: only built when the application's logging wants them (checked once per run)."""
+    return logger.is_enabled_for(logging.DEBUG)
 
 
 class WorkflowEngine:

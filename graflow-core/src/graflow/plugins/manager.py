@@ -23,14 +23,14 @@ from typing import Any
 
 import attrs
 import pluggy
-import structlog
 
 from graflow import hookspecs
 from graflow.exceptions import PluginVersionWarning
+from graflow.logs import get_logger
 from graflow.plugins import builtin_backends, builtin_checkpoints, builtin_handlers, builtin_policies
 from graflow.plugins.registry import Registration, Registry
 
-log = structlog.get_logger("graflow.plugins")
+log = get_logger("graflow.plugins")
 
 BUILTIN_PLUGINS: tuple[tuple[str, ModuleType], ...] = (
     ("graflow.builtin.handlers", builtin_handlers),

@@ -20,10 +20,11 @@ from typing import Any
 import structlog
 
 from graflow.exceptions import GraflowError
+from graflow.logs import get_logger
 from graflow.worker.protocol import WorkSource
 from graflow.worker.worker import TaskWorker
 
-log = structlog.get_logger("graflow.worker")
+log = get_logger("graflow.worker")
 
 
 def _env(name: str, default: Any) -> Any:

@@ -36,15 +36,14 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-import structlog
-
 from graflow.coordination.base import MemberOutcome
 from graflow.core import remote
 from graflow.exceptions import BackendAccessError
+from graflow.logs import get_logger
 from graflow.worker.execution import Backoff, dumps_outcome, execute_item
 from graflow.worker.protocol import WorkItem, WorkSource
 
-log = structlog.get_logger("graflow.worker")
+log = get_logger("graflow.worker")
 
 _SENTINEL: Any = None
 
