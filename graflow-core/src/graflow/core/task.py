@@ -341,6 +341,12 @@ class ParallelGroup(Executable):
     def with_execution(self, backend: Any = None, max_workers: int | None = None, **options: Any) -> ParallelGroup:
         """Choose how members run: ``CoordinationBackend.DIRECT | THREADING | MULTIPROCESSING | REDIS``
         or any coordinator name a plugin registered. Extra ``options`` go to the coordinator."""
+        misplaced = {"policy", "error_policy", "policy_options"}.intersection(options)
+        if misplaced:
+            raise TypeError(
+                f"group {self.task_id!r}: with_execution() does not take {', '.join(sorted(misplaced))}; "
+                "choose the error policy with .with_policy(policy_or_name, **options)"
+            )
         if backend is not None:
             self.backend = str(getattr(backend, "value", backend))
         if max_workers is not None:
