@@ -77,7 +77,6 @@ class RunRecorder:
         self.lock = threading.Lock()
         self.listener: Listener = listener or _NoListener()
         self.tasks: dict[str, TaskRecord] = {t: TaskRecord(t) for t in static_tasks}
-        self.static_count = len(static_tasks)
         self.run_id: str | None = None
         self.session_id: str | None = None
         self.started_at: float | None = None  # wall clock

@@ -23,7 +23,7 @@ from graflow.exceptions import CheckpointError, UnknownNameError, WorkflowCancel
 from graflow.runner.errors import UsageError
 from graflow.runner.recorder import Listener, RunRecorder
 from graflow.runner.report import build_report, write_report
-from graflow.runner.target import Target, load_target, parse_params
+from graflow.runner.target import Target, json_or_str, load_target, parse_params
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -125,14 +125,12 @@ def _sigint_ignored() -> Iterator[None]:
 
 def parse_config(items: tuple[str, ...]) -> dict[str, Any]:
     """``--config key=value`` entries (values parsed like untyped ``--param`` values)."""
-    from graflow.runner.target import _from_json
-
     config: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"bad --config {item!r}: expected KEY=VALUE, e.g. --config redis_url=redis://host:6379/0")
-        config[key.strip()] = _from_json(value)
+        config[key.strip()] = json_or_str(value)
     return config
 
 
@@ -185,6 +183,5 @@ def _resume(
     for task_id, node in context.graph.nodes.items():
         if isinstance(node, TaskWrapper):
             recorder.record_for(task_id)
-    recorder.static_count = recorder.total
     recorder.mark_completed(sorted(context.completed), dict(context.cycle_counts))
     return context

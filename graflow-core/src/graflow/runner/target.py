@@ -215,7 +215,7 @@ def convert_params(factory: Callable[..., Any], name: str, raw: Mapping[str, str
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
-        return {key: _from_json(value) for key, value in raw.items()}
+        return {key: json_or_str(value) for key, value in raw.items()}
     try:
         hints = typing.get_type_hints(factory)
     except Exception:  # an annotation that does not resolve: fall back to JSON for every value
@@ -263,10 +263,10 @@ def _convert(value: str, annotation: Any, key: str, factory: str) -> Any:
             f"--param {key}={value!r}: factory {factory}() declares {key}: {annotation.__name__}, "
             f"and {value!r} is not one"
         ) from None
-    return _from_json(value)
+    return json_or_str(value)
 
 
-def _from_json(value: str) -> Any:
+def json_or_str(value: str) -> Any:
     try:
         return json.loads(value)
     except ValueError:
