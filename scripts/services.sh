@@ -28,6 +28,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing+=(redis-server)
 command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)  # `graflow show --format png` (tests/core/test_viz.py)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     # Keep package scripts from starting redis/docker with their stock configs

@@ -1,14 +1,21 @@
-"""The ``graflow`` command: ``graflow plugins`` and ``graflow worker``. The only module that prints."""
+"""The ``graflow`` command: ``plugins``, ``worker``, ``run`` and ``show``. The only module that prints.
+
+``run`` and ``show`` parse options here and leave the work to graflow.runner and graflow.viz.
+Exit status: 0 success, 1 a failed run, 2 bad input (usage), 130 interrupted by Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 import attrs
 
+from graflow.exceptions import GraflowError
 from graflow.plugins.manager import PluginHost
 
 
@@ -43,6 +50,140 @@ def _worker(argv: Sequence[str]) -> int:
     return int(worker_main(list(argv), prog="graflow worker") or 0)
 
 
+class _LogSink:
+    """Where structlog writes: stderr, or above the live progress line while a run draws one."""
+
+    def __init__(self) -> None:
+        self.target: Any = None
+
+    def write(self, text: str) -> int:
+        (self.target or sys.stderr).write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        (self.target or sys.stderr).flush()
+
+
+_LOG_SINK = _LogSink()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from graflow.runner.errors import UsageError
+    from graflow.runner.progress import LiveProgress, PlainProgress
+    from graflow.runner.run import EXIT_USAGE, RunOptions, prepare_run
+
+    options = RunOptions(
+        target=args.target,
+        params=tuple(args.param),
+        resume=args.resume,
+        queue_backend=args.queue_backend,
+        channel_backend=args.channel_backend,
+        config=tuple(args.config),
+        max_steps=args.max_steps,
+        report=args.report,
+    )
+    try:
+        prepared = prepare_run(options)
+    except UsageError as exc:
+        print(f"graflow run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    name = prepared.workflow_name
+    live = sys.stdout.isatty() and not args.plain
+    display: LiveProgress | PlainProgress = (
+        LiveProgress(sys.stdout, prepared.recorder, name, log_stream=sys.stderr)
+        if live
+        else PlainProgress(sys.stdout, prepared.recorder, name)
+    )
+    prepared.recorder.listener = display
+    _LOG_SINK.target = display.log_file
+    display.start()
+    try:
+        result = prepared.execute()
+    finally:
+        display.stop()
+        _LOG_SINK.target = None
+    _summary(result, prepared.recorder.snapshot()[:2], sys.stdout if result.error is None else sys.stderr)
+    return result.exit_code
+
+
+def _summary(result: Any, counts: tuple[int, int], out: TextIO) -> None:
+    report = result.report
+    done, total = counts
+    if result.error is not None and result.status == "failed":
+        print("".join(traceback.format_exception(result.error)).rstrip(), file=sys.stderr)
+    headline = {
+        "succeeded": "run succeeded",
+        "failed": "run failed",
+        "cancelled": "run cancelled",
+        "interrupted": "run interrupted (Ctrl-C)",
+    }[result.status]
+    error = report.get("error")
+    if error and result.status != "interrupted":
+        message = (error["message"] or "").splitlines()
+        headline += f": {error['type'].rsplit('.', 1)[-1]}: {message[0] if message else ''}"
+    print(headline, file=out)
+    print(
+        f"  workflow {report['workflow']}, session {report['session_id']}: {done}/{total} tasks done "
+        f"in {report['duration_s']:.2f}s",
+        file=out,
+    )
+    if report.get("last_checkpoint"):
+        print(f"  last checkpoint: {report['last_checkpoint']} (continue with --resume)", file=out)
+    if result.report_path:
+        print(f"  report: {result.report_path}", file=out)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from graflow import viz
+    from graflow.runner.errors import UsageError
+    from graflow.runner.report import read_report
+    from graflow.runner.target import load_target, parse_params
+
+    if (args.target is None) == (args.report is None):
+        print(
+            "graflow show: give a workflow (MODULE:NAME or FILE.py:NAME) or --report RUN.json, not both",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        if args.report is not None:
+            if args.param:
+                raise UsageError("--param builds a workflow from a factory; it does not apply to --report")
+            try:
+                report = read_report(args.report)
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"--report {args.report}: {exc}") from exc
+            picture = viz.Picture.from_report(report)
+            name = str(report.get("workflow") or "run")
+        else:
+            target = load_target(args.target, parse_params(args.param))
+            picture = viz.Picture.from_graph(target.workflow.graph, target.workflow.name)
+            name = target.workflow.name
+    except UsageError as exc:
+        print(f"graflow show: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "png":
+        output = args.output or f"{name}.png"
+        try:
+            viz.render_png(viz.to_dot(picture), output)
+        except viz.GraphvizMissingError as exc:
+            print(f"graflow show: {exc}", file=sys.stderr)
+            return 2
+        except GraflowError as exc:
+            print(f"graflow show: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {output}")
+        return 0
+    text = viz.to_mermaid(picture) if args.format == "mermaid" else viz.to_dot(picture)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graflow", description="Graflow workflow engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,19 +192,69 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(func=_plugins)
     sub.add_parser("worker", help="run a TaskWorker (see `graflow worker --help`)", add_help=False)
+
+    run = sub.add_parser(
+        "run",
+        help="run a workflow with a progress display and a JSON run report",
+        description="Run FILE.py:NAME or MODULE:NAME, where NAME is a Workflow or a factory returning one "
+        "(its parameters come from --param). Exit status: 0 success, 1 failed, 2 bad input, 130 Ctrl-C.",
+    )
+    run.add_argument("target", metavar="TARGET", help="path/to/file.py:NAME or dotted.module:NAME (NAME optional)")
+    run.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a factory argument (repeatable); typed by the factory's annotation, else JSON, else a string",
+    )
+    run.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint")
+    run.add_argument("--queue-backend", default="memory", metavar="NAME", help="queue backend (default: memory)")
+    run.add_argument("--channel-backend", default="memory", metavar="NAME", help="channel backend (default: memory)")
+    run.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run configuration for backends and groups, e.g. redis_url=redis://localhost:6379/0 (repeatable)",
+    )
+    run.add_argument("--report", metavar="FILE", help="write the JSON run report here (also on failure and Ctrl-C)")
+    run.add_argument("--max-steps", type=int, metavar="N", help="stop a run that executes more than N tasks")
+    run.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="structlog events shown on stderr (default: warning)",
+    )
+    run.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
+    run.set_defaults(func=_run)
+
+    show = sub.add_parser(
+        "show",
+        help="draw a workflow's graph, or the graph a run executed (--report)",
+        description="Print a Mermaid or DOT picture of a workflow's static graph, or of the graph a run "
+        "executed (from its --report file: dynamic tasks, iterations, status colours); png needs Graphviz.",
+    )
+    show.add_argument("target", metavar="TARGET", nargs="?", help="path/to/file.py:NAME or dotted.module:NAME")
+    show.add_argument("--report", metavar="RUN_JSON", help="draw the executed graph from a `graflow run` report")
+    show.add_argument("--format", "-f", default="mermaid", choices=["mermaid", "dot", "png"])
+    show.add_argument("--output", "-o", metavar="FILE", help="write here (png default: WORKFLOW.png)")
+    show.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="a factory argument")
+    show.set_defaults(func=_show)
     return parser
 
 
-def _configure_logging() -> None:
-    """Applications configure structlog; as the application here, the CLI logs INFO+ to stderr."""
+def _configure_logging(level: str = "info") -> None:
+    """Applications configure structlog; as the application here, the CLI logs to stderr (INFO+ by
+    default; ``graflow run --log-level``), through a sink a live progress display can take over."""
     import logging
 
     import structlog
 
     if not structlog.is_configured():
         structlog.configure(
-            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+            logger_factory=structlog.PrintLoggerFactory(_LOG_SINK),  # type: ignore[arg-type]
         )
 
 
@@ -71,9 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["worker"]:
         return _worker(args_list[1:])  # configures logging from its --log-level and --log-format
-    _configure_logging()
     args = build_parser().parse_args(args_list)
-    return int(args.func(args))
+    _configure_logging(getattr(args, "log_level", "info"))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:  # before a run started (a slow import): nothing to report
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

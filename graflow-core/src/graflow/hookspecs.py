@@ -119,13 +119,26 @@ def graflow_task_started(run_id: str, session_id: str, task_id: str, cycle: int)
 
 @hookspec
 def graflow_task_succeeded(
-    run_id: str, session_id: str, task_id: str, cycle: int, duration_s: float, result: Any
+    run_id: str, session_id: str, task_id: str, cycle: int, duration_s: float, result: Any, worker_id: str | None
 ) -> None:
-    """A task returned normally."""
+    """A task returned normally.
+
+    ``worker_id`` names the worker that ran it in another process (a group member on a Redis worker
+    or in a process pool); ``None`` when it ran in this process.
+    """
 
 
 @hookspec
 def graflow_task_failed(
-    run_id: str, session_id: str, task_id: str, cycle: int, duration_s: float, error: BaseException
+    run_id: str,
+    session_id: str,
+    task_id: str,
+    cycle: int,
+    duration_s: float,
+    error: BaseException,
+    worker_id: str | None,
 ) -> None:
-    """A task raised ``error``. Called before the run decides what the failure means."""
+    """A task raised ``error``. Called before the run decides what the failure means.
+
+    ``worker_id`` names the worker that ran it in another process, as for ``graflow_task_succeeded``.
+    """

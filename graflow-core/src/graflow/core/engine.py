@@ -226,7 +226,7 @@ class _Run(GroupRunning):
         self._succeeded(task_id, cycle, time.perf_counter() - t0, result)
         return result
 
-    def _succeeded(self, task_id: str, cycle: int, duration: float, result: Any) -> None:
+    def _succeeded(self, task_id: str, cycle: int, duration: float, result: Any, worker_id: str | None = None) -> None:
         if self.debug:
             self.rlog.debug("task_succeeded", task_id=task_id, cycle=cycle, duration_s=round(duration, 6))
         if self.on_succeeded is not None:
@@ -237,9 +237,12 @@ class _Run(GroupRunning):
                 cycle=cycle,
                 duration_s=duration,
                 result=result,
+                worker_id=worker_id,
             )
 
-    def _failed(self, task_id: str, cycle: int, duration: float, exc: BaseException) -> None:
+    def _failed(
+        self, task_id: str, cycle: int, duration: float, exc: BaseException, worker_id: str | None = None
+    ) -> None:
         self.rlog.error(
             "task_failed",
             task_id=task_id,
@@ -256,6 +259,7 @@ class _Run(GroupRunning):
                     cycle=cycle,
                     duration_s=duration,
                     error=exc,
+                    worker_id=worker_id,
                 )
             except Exception as hook_error:  # the task's own error is what the caller must get
                 self.rlog.error(

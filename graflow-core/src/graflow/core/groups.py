@@ -42,10 +42,12 @@ class GroupRunning:
     on_started: Any
     default_max_cycles: int | None
 
-    def _failed(self, task_id: str, cycle: int, duration: float, exc: BaseException) -> None:
+    def _failed(
+        self, task_id: str, cycle: int, duration: float, exc: BaseException, worker_id: str | None = None
+    ) -> None:
         raise NotImplementedError
 
-    def _succeeded(self, task_id: str, cycle: int, duration: float, result: Any) -> None:
+    def _succeeded(self, task_id: str, cycle: int, duration: float, result: Any, worker_id: str | None = None) -> None:
         raise NotImplementedError
 
     def _execute_observed(self, handler: Any, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
@@ -136,11 +138,11 @@ class GroupRunning:
             ctx.results.pop(outcome.task_id, None)
             ctx.completed.discard(outcome.task_id)
             if outcome.worker_id is not None:  # in-process members reported this already
-                self._failed(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.error)
+                self._failed(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.error, outcome.worker_id)
             return None
         ctx.results[outcome.task_id] = outcome.result
         if outcome.worker_id is not None:
-            self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result)
+            self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result, outcome.worker_id)
         for task, goto in outcome.next_tasks:
             parent.next_task(_local_twin(ctx.graph, task), goto=goto)
         if outcome.control is not None:

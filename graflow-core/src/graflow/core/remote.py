@@ -351,4 +351,6 @@ def execute_payload(payload: bytes) -> bytes:
     """Entry point of a process-pool worker: payload in, outcome payload out."""
     key = secret_key()
     request = loads_request(payload, key)
-    return dumps_outcome(run_request(request), key)
+    # A worker id makes the run report the member's outcome to lifecycle hooks (they did not see it
+    # run) and names the pool process in run reports.
+    return dumps_outcome(run_request(request, f"pool-{os.getpid()}"), key)

@@ -116,6 +116,18 @@ class Workflow:
         result = engine.execute(context)
         return (result, context) if ret_context else result
 
+    def to_mermaid(self) -> str:
+        """The static graph as a Mermaid flowchart (parallel groups as subgraphs); see graflow.viz."""
+        from graflow.viz import graph_to_mermaid
+
+        return graph_to_mermaid(self.graph, self.name)
+
+    def to_dot(self) -> str:
+        """The static graph as Graphviz DOT (parallel groups as clusters); see graflow.viz."""
+        from graflow.viz import graph_to_dot
+
+        return graph_to_dot(self.graph, self.name)
+
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, {self.graph!r})"
 
