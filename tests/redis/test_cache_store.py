@@ -32,13 +32,17 @@ def test_the_store_is_registered_by_the_plugin() -> None:
     assert default_host().get("cache store", "redis").plugin == "redis"
 
 
-def test_entries_expire_in_redis_after_their_ttl(redis_url: str, redis_client: redis.Redis) -> None:
+def test_entries_expire_in_redis_after_their_ttl_or_the_default(redis_url: str, redis_client: redis.Redis) -> None:
     store = RedisCacheStore.from_config({"redis_url": redis_url, "key_prefix": "app"})
     store.set(CacheKey("t:1", "a" * 64), b"v", 90.0)
     store.set(CacheKey("t:1", "b" * 64), b"v", None)
     assert 0 < redis_client.pttl(f"app:cache:t%3A1:{'a' * 64}") <= 90_000
-    assert redis_client.pttl(f"app:cache:t%3A1:{'b' * 64}") == -1  # no expiry
-    assert sorted(k.decode() for k in redis_client.scan_iter("app:cache:*")) == [
+    month = 30 * 24 * 3600 * 1000
+    assert month - 60_000 < redis_client.pttl(f"app:cache:t%3A1:{'b' * 64}") <= month  # never forever
+    other = RedisCacheStore.from_config({"redis_url": redis_url, "key_prefix": "app", "cache_ttl": 5})
+    other.set(CacheKey("t", "c" * 64), b"v", None)
+    assert 0 < redis_client.pttl(f"app:cache:t:{'c' * 64}") <= 5000
+    assert sorted(k.decode() for k in redis_client.scan_iter("app:cache:t%3A1:*")) == [
         cache_key("app", "t:1", "a" * 64), cache_key("app", "t:1", "b" * 64),
     ]  # fmt: skip
 

@@ -1,6 +1,7 @@
 """RedisCacheStore (``cache_store="redis"``): cached task results as Redis strings, shared by a fleet.
 
-Each entry is one ``SET`` with ``PX`` (its TTL in milliseconds) or no expiry, under
+Each entry is one ``SET`` with ``PX`` (its TTL in milliseconds; without one, config ``cache_ttl``,
+default 30 days: no Redis key Graflow writes lives forever), under
 ``{p}:cache:{task}:{digest}`` (:func:`graflow_redis.keys.cache_key`), so Redis itself expires
 entries and every worker and submitter that reaches the server shares them. The connection and the
 prefix come from the config like every other graflow-redis component (``redis_url``,
@@ -50,7 +51,7 @@ class RedisCacheStore(CacheStore):
         return None if data is None else bytes(data)
 
     def set(self, key: CacheKey, data: bytes, ttl: float | None) -> None:
-        px = None if ttl is None else max(1, round(ttl * 1000))
+        px = max(1, round((ttl if ttl is not None else self.settings.cache_ttl) * 1000))
         self._retry(self.client.set, self._key(key), data, px=px)
 
     def delete(self, key: CacheKey) -> bool:

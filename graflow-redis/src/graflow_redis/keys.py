@@ -19,7 +19,7 @@ Per session (one workflow run; nothing another session can see):
 Result cache (``cache_store="redis"``, shared by everyone using the prefix):
 
 * ``{p}:cache:{task}:{digest}``: one cached task result (bytes, signed when a key is set). TTL: the
-  task's ``cache_ttl`` (none: kept until invalidated). ``{task}`` is the task id with ``%``, ``:`` and
+  task's ``cache_ttl``, else config ``cache_ttl``, else 30 days. ``{task}`` is the task id with ``%``, ``:`` and
   the glob characters ``*?[]\\`` percent-escaped, so one task's entries match one ``SCAN`` pattern.
 
 Checkpoints (``redis://`` paths; the path after the scheme names the keys):
@@ -41,6 +41,7 @@ QUEUE_TTL_S = 7 * 24 * 3600
 SESSION_TTL_S = 7 * 24 * 3600
 RESULT_TTL_S = 120
 CHECKPOINT_TTL_S = 7 * 24 * 3600
+CACHE_TTL_S = 30 * 24 * 3600
 DEAD_LETTER_MAXLEN = 1000
 
 
