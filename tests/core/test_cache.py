@@ -678,3 +678,49 @@ def test_cached_members_in_a_process_pool_share_the_file_store(tmp_path: Path) -
     hits = sorted(task_id for kind, task_id, _ in recorder.calls if kind == "cache_hit")
     assert hits == ["p1", "p2"]
     assert len(list((tmp_path / "mp").glob("p*/*.entry"))) == 2
+
+
+# --- the contract with what executes the task -----------------------------------------------------------
+
+
+def test_run_cached_calls_run_only_on_a_miss_and_stores_its_final_result() -> None:
+    """What wraps the execution (retries, timeouts) is ``run``: a hit makes no attempt at all."""
+    from graflow.cache.runtime import run_cached
+    from graflow.core.context import TaskExecutionContext
+    from graflow.core.handler import DirectTaskHandler
+
+    attempts: list[int] = []
+
+    def run_with_retries(handler: Any, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
+        attempts.append(1)  # a retrying runner would call the handler several times here
+        return task.invoke(tctx)
+
+    with workflow("contract") as wf:
+        cached = TaskWrapper("contract", lambda x: x + 1, cache=True, cache_store="memory", kwargs={"x": 1})
+    results = []
+    for _ in range(3):
+        ctx = wf.create_context()
+        results.append(
+            run_cached(DirectTaskHandler(), cached, TaskExecutionContext(ctx, "contract", 1), run_with_retries)
+        )
+    assert results == [2, 2, 2] and attempts == [1]
+
+
+def test_a_hit_does_not_call_the_tasks_handler() -> None:
+    from graflow import TaskHandler
+
+    class Counting(TaskHandler):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def execute_task(self, task: TaskWrapper, context: Any) -> Any:
+            self.calls += 1
+            return task.run()
+
+    handler = Counting()
+    engine = WorkflowEngine()
+    engine.register_handler("counting", handler)
+    with workflow("handler") as wf:
+        TaskWrapper("handled", lambda: "done", handler="counting", cache=True)
+    assert [wf.execute(engine=engine), wf.execute(engine=engine)] == ["done", "done"]
+    assert handler.calls == 1

@@ -269,7 +269,8 @@ def _refuse_control_flow(task: TaskWrapper, tctx: TaskExecutionContext) -> None:
 def _report_hit(runtime: CacheRuntime, tctx: TaskExecutionContext, key: CacheKey, store: str) -> None:
     run = runtime.run
     if run is None:  # another process: the outcome carries the hit to the run, which reports it
-        tctx.execution_context.cache_hit = str(key)
+        if runtime.shipped:
+            tctx.execution_context.cache_hit = str(key)
         if structlog.is_configured():  # an unconfigured pool process would print every debug event
             log.debug("task_cache_hit", task_id=tctx.task_id, cycle=tctx.cycle_count, key=str(key), store=store)
         return
