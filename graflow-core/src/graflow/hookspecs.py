@@ -151,7 +151,7 @@ def graflow_task_cache_hit(run_id: str, session_id: str, task_id: str, cycle: in
     have done besides returning (channel writes, prints) happened.
 
     Called between ``graflow_task_started`` and ``graflow_task_succeeded``: a hit is a successful
-    execution. For a group member that ran in another process it is called in the run's process
-    when the member's outcome arrives, before ``graflow_task_succeeded``. ``key`` is the entry's key
+    execution. For a group member that ran in another process (a process pool, a Redis worker) it
+    is called in the run's process when the member's outcome arrives. ``key`` is the entry's key
     (``"<task_id>:<digest>"``). Not called on a miss.
     """

@@ -78,10 +78,6 @@ class _Param:
 class TaskWrapper(Executable):
     """A function as a workflow task.
 
-    ``cache=True`` (or ``cache_key=fn``, with ``cache_ttl`` seconds and ``cache_store`` by name)
-    returns a stored result instead of running when the function's code and the resolved arguments
-    match an earlier execution (graflow-core README, "Result caching").
-
     ``TaskWrapper("id", fn)`` builds one at run time (lambdas and closures included); ``@task`` builds
     one at import time. Calling the wrapper calls the function directly (debugging without a run).
 
@@ -89,6 +85,10 @@ class TaskWrapper(Executable):
     explicit ``kwargs`` given here; the data of ``next_iteration(data)`` (first parameter only); the
     result of a task whose id equals the parameter name; the channel key of that name; the
     parameter's default. Otherwise the task fails with ``MissingParameterError`` naming it.
+
+    ``cache=True`` (or ``cache_key=fn``, with ``cache_ttl`` seconds and ``cache_store`` by name)
+    returns a stored result instead of running when the function's code and the resolved arguments
+    match an earlier execution (graflow-core README, "Result caching").
     """
 
     _cache: CacheSpec | None = None  # tasks unpickled from before caching existed have none
