@@ -26,7 +26,13 @@ from graflow import (
 from graflow.channels.memory import MemoryChannel
 from graflow.coordination.builtin import DirectCoordinator
 from graflow.exceptions import DuplicateNameError, TaskExecutionError, UnknownNameError
-from graflow.plugins import builtin_backends, builtin_checkpoints, builtin_handlers, builtin_policies
+from graflow.plugins import (
+    builtin_backends,
+    builtin_caches,
+    builtin_checkpoints,
+    builtin_handlers,
+    builtin_policies,
+)
 from graflow.plugins.manager import (
     BUILTIN_PLUGINS,
     LIFECYCLE_HOOKS,
@@ -59,6 +65,7 @@ def test_builtins_are_registered_as_plugins_through_the_same_hooks(core_only: No
         "graflow.builtin.backends": builtin_backends,
         "graflow.builtin.policies": builtin_policies,
         "graflow.builtin.checkpoints": builtin_checkpoints,
+        "graflow.builtin.caches": builtin_caches,
     }
     assert dict(BUILTIN_PLUGINS) == expected
     for name, module in expected.items():
@@ -72,6 +79,8 @@ def test_builtins_are_registered_as_plugins_through_the_same_hooks(core_only: No
     for policy in ("strict", "best_effort", "at_least_n", "critical_tasks"):
         assert owners[("policy", policy)] == "graflow.builtin.policies"
     assert owners[("checkpoint store", "file")] == "graflow.builtin.checkpoints"
+    for store in ("memory", "file"):
+        assert owners[("cache store", store)] == "graflow.builtin.caches"
 
 
 def test_plugin_infos_report_builtins_as_graflow_core(core_only: None) -> None:

@@ -208,6 +208,35 @@ class PayloadRejectedError(ExecutionError):
     """A serialized task payload failed its signature or version check and was never loaded."""
 
 
+# --- result caching -------------------------------------------------------------------------------
+
+
+class CacheError(ExecutionError):
+    """A cached task did something a cache hit could not reproduce (see graflow-core README,
+    "Result caching"), or a cache store is misused."""
+
+
+class CacheKeyError(GraflowError, TypeError):
+    """A cached task's argument has no stable encoding, so no cache key can be built from it."""
+
+    def __init__(self, task_id: str, parameter: str, path: str, type_name: str, reason: str = "") -> None:
+        self.task_id = task_id
+        self.parameter = parameter
+        self.path = path
+        self.type_name = type_name
+        where = f"parameter {parameter!r}" + (f" at {path}" if path else "")
+        why = reason or (
+            f"values of type {type_name} have no stable encoding (supported: None, bool, int, float, str, "
+            "bytes, tuple, list, dict, set, frozenset, enums, attrs classes, dataclasses, named tuples, "
+            "datetime, Decimal, UUID, paths, numpy arrays)"
+        )
+        super().__init__(
+            f"task {task_id!r} has caching on but its {where} cannot be part of the cache key: {why}. "
+            f"Pass cache_key=fn to build the key yourself (fn receives the resolved arguments as a dict "
+            f"and returns str or bytes), or pass a supported value."
+        )
+
+
 # --- checkpoints -------------------------------------------------------------------------------------
 
 

@@ -11,8 +11,8 @@ Two kinds of hooks:
   callback; call ``register(name, factory)`` once per thing offered. Names are global per kind: a
   name registered twice raises ``DuplicateNameError`` naming both plugins, so call order never
   decides who wins. Everything a user picks by name (``@task(handler=...)``, ``queue_backend=...``,
-  ``channel_backend=...``, ``CoordinationBackend``, a policy name, a checkpoint path's scheme) comes
-  from one of these tables.
+  ``channel_backend=...``, ``CoordinationBackend``, a policy name, a checkpoint path's scheme,
+  ``cache_store=...``) comes from one of these tables.
 * Lifecycle hooks (``graflow_run_*``, ``graflow_task_*``) observe runs. The engine looks up once per
   build which of them have implementations and never calls one that has none, so an unused hook costs
   nothing per task. They run in the thread that executed the task; exceptions they raise propagate.
@@ -97,6 +97,20 @@ def graflow_register_checkpoint_stores(register: Registrar) -> None:
     """
 
 
+@hookspec
+def graflow_register_cache_stores(register: Registrar) -> None:
+    """Offer result-cache stores by name (``@task(cache=True, cache_store="name")`` or config
+    ``cache_store``; ``memory`` and ``file`` built in, ``redis`` from graflow-redis).
+
+    :param register: ``register(name, factory)``; ``factory(config)`` returns a
+        :class:`graflow.cache.CacheStore`. In the run's process ``config`` is the engine config with
+        the context config on top, and the factory is called at most once per run and name; in a
+        process that runs a shipped task (a pool worker, a Redis worker) it is the store's own
+        :meth:`~graflow.cache.CacheStore.shipping_config` plus ``cache_store`` (the name), and the
+        store is built once per process and config.
+    """
+
+
 # --- lifecycle hooks ---------------------------------------------------------------------------------
 
 
@@ -141,4 +155,16 @@ def graflow_task_failed(
     """A task raised ``error``. Called before the run decides what the failure means.
 
     ``worker_id`` names the worker that ran it in another process, as for ``graflow_task_succeeded``.
+    """
+
+
+@hookspec
+def graflow_task_cache_hit(run_id: str, session_id: str, task_id: str, cycle: int, key: str) -> None:
+    """A cached task's result came from the cache: its handler was not called, and nothing it would
+    have done besides returning (channel writes, prints) happened.
+
+    Called between ``graflow_task_started`` and ``graflow_task_succeeded``: a hit is a successful
+    execution. For a group member that ran in another process (a process pool, a Redis worker) it
+    is called in the run's process when the member's outcome arrives. ``key`` is the entry's key
+    (``"<task_id>:<digest>"``). Not called on a miss.
     """

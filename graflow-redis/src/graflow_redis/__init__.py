@@ -1,7 +1,8 @@
 """graflow-redis: distributed execution on a TaskWorker fleet, Redis channels, and a Redis task queue.
 
 Installing it registers, by name: queue backend ``redis``, channel backend ``redis``, coordination
-backend ``redis`` (``CoordinationBackend.REDIS``) and checkpoint scheme ``redis://``. The classes are
+backend ``redis`` (``CoordinationBackend.REDIS``), checkpoint scheme ``redis://`` and result-cache
+store ``redis``. The classes are
 importable for direct use; they load lazily, so discovering the plugin does not import redis.
 """
 
@@ -11,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from graflow_redis.cache import RedisCacheStore as RedisCacheStore
     from graflow_redis.channel import RedisChannel as RedisChannel
     from graflow_redis.checkpoint import RedisCheckpointStore as RedisCheckpointStore
     from graflow_redis.coordinator import RedisCoordinator as RedisCoordinator
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from graflow_redis.settings import RedisSettings as RedisSettings
 
 _EXPORTS = {
+    "RedisCacheStore": "graflow_redis.cache",
     "RedisChannel": "graflow_redis.channel",
     "RedisCheckpointStore": "graflow_redis.checkpoint",
     "RedisCoordinator": "graflow_redis.coordinator",

@@ -16,6 +16,12 @@ Per session (one workflow run; nothing another session can see):
 * ``{p}:s:{session}:g:{group}:{token}:results``: outcomes of one group execution, read by the
   submitter. TTL ``result_ttl``, refreshed while the submitter waits; deleted when the group ends.
 
+Result cache (``cache_store="redis"``, shared by everyone using the prefix):
+
+* ``{p}:cache:{task}:{digest}``: one cached task result (bytes, signed when a key is set). TTL: the
+  task's ``cache_ttl``, else config ``cache_ttl``, else 30 days. ``{task}`` is the task id with ``%``, ``:`` and
+  the glob characters ``*?[]\\`` percent-escaped, so one task's entries match one ``SCAN`` pattern.
+
 Checkpoints (``redis://`` paths; the path after the scheme names the keys):
 
 * ``{p}:cp:{path}.pkl``, ``.state.json``, ``.meta.json``: a checkpoint's three files. TTL
@@ -35,6 +41,7 @@ QUEUE_TTL_S = 7 * 24 * 3600
 SESSION_TTL_S = 7 * 24 * 3600
 RESULT_TTL_S = 120
 CHECKPOINT_TTL_S = 7 * 24 * 3600
+CACHE_TTL_S = 30 * 24 * 3600
 DEAD_LETTER_MAXLEN = 1000
 
 
@@ -78,3 +85,23 @@ class SessionKeys:
 
     def results(self, group: str, token: str) -> str:
         return f"{self.prefix}:s:{self.session}:g:{group}:{token}:results"
+
+
+_CACHE_ESCAPES = {c: f"%{ord(c):02X}" for c in "%:*?[]\\"}
+
+
+def _escape_task(task_id: str) -> str:
+    return "".join(_CACHE_ESCAPES.get(c, c) for c in task_id)
+
+
+def cache_key(prefix: str, task_id: str, digest: str) -> str:
+    """The key of one cached result."""
+    return f"{prefix}:cache:{_escape_task(task_id)}:{digest}"
+
+
+def cache_pattern(prefix: str, task_id: str | None = None) -> str:
+    """A ``SCAN MATCH`` pattern for one task's cached results, or for all of them (``None``)."""
+    escaped_prefix = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix)
+    if task_id is None:
+        return f"{escaped_prefix}:cache:*"
+    return f"{escaped_prefix}:cache:{_escape_task(task_id)}:*"

@@ -1,5 +1,5 @@
 """Entry point of graflow-redis: registers the ``redis`` queue, channel and coordination backends and
-the ``redis://`` checkpoint scheme.
+the ``redis://`` checkpoint scheme, and the ``redis`` result-cache store.
 
 Imported at every plugin discovery, so it imports nothing heavy: redis and the backends load inside
 the factories, the first time a workflow names them.
@@ -14,6 +14,7 @@ from graflow.hookspecs import hookimpl
 from graflow.plugins.registry import Registrar
 
 if TYPE_CHECKING:
+    from graflow_redis.cache import RedisCacheStore
     from graflow_redis.channel import RedisChannel
     from graflow_redis.checkpoint import RedisCheckpointStore
     from graflow_redis.coordinator import RedisCoordinator
@@ -62,3 +63,14 @@ def graflow_register_coordinators(register: Registrar) -> None:
 @hookimpl
 def graflow_register_checkpoint_stores(register: Registrar) -> None:
     register("redis", _checkpoint_store)
+
+
+def _cache_store(config: Mapping[str, Any]) -> RedisCacheStore:
+    from graflow_redis.cache import RedisCacheStore
+
+    return RedisCacheStore.from_config(config)
+
+
+@hookimpl
+def graflow_register_cache_stores(register: Registrar) -> None:
+    register("redis", _cache_store)

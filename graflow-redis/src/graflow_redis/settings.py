@@ -28,6 +28,7 @@ class RedisSettings:
     result_ttl: int = attrs.field(default=keys.RESULT_TTL_S, converter=int, validator=attrs.validators.ge(1))
     checkpoint_ttl: int = attrs.field(default=keys.CHECKPOINT_TTL_S, converter=int, validator=attrs.validators.ge(0))
     reconnect_timeout: float | None = attrs.field(default=300.0, converter=_optional_float)
+    cache_ttl: float = attrs.field(default=keys.CACHE_TTL_S, converter=float, validator=attrs.validators.gt(0))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> RedisSettings:

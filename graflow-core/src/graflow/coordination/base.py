@@ -61,6 +61,7 @@ class MemberOutcome:
     channel_ops: list[tuple[str, str, Any]] | None = None
     duration_s: float = 0.0
     worker_id: str | None = None
+    cache_hit: str | None = None  # the cache key, when the result came from the result cache there
 
 
 class MemberRunner(Protocol):

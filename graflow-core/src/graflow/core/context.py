@@ -81,6 +81,7 @@ class ExecutionContext:
         self.last_checkpoint_metadata: CheckpointMetadata | None = None
         self.current_task: TaskSpec | None = None
         self.finished = False
+        self.active_run: Any = None  # the engine's run in progress (the result cache reads its settings)
 
     @classmethod
     def create(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, overload
 
 from graflow.core.task import TaskWrapper
@@ -20,6 +20,10 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
+    cache: bool | None = None,
+    cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
+    cache_ttl: float | None = None,
+    cache_store: str | None = None,
 ) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
 
 
@@ -30,6 +34,10 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
+    cache: bool | None = None,
+    cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
+    cache_ttl: float | None = None,
+    cache_store: str | None = None,
 ) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
 
 
@@ -41,9 +49,16 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
+    cache: bool | None = None,
+    cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
+    cache_ttl: float | None = None,
+    cache_store: str | None = None,
 ) -> TaskWrapper | Callable[[Callable[..., Any]], TaskWrapper]:
     """Make a task: ``@task``, ``@task("id")`` or ``@task(id=..., inject_context=True, handler="name",
-    max_cycles=N)``. The task id defaults to the function's name."""
+    max_cycles=N)``. The task id defaults to the function's name.
+
+    ``cache=True`` / ``cache_key=fn`` / ``cache_ttl=s`` / ``cache_store="name"``: result caching
+    (README, "Result caching")."""
     if callable(func_or_id):
         return TaskWrapper(func_or_id.__name__, func_or_id)
     task_id = func_or_id if isinstance(func_or_id, str) else id
@@ -55,6 +70,10 @@ def task(
             inject_context=inject_context,
             handler=handler,
             max_cycles=max_cycles,
+            cache=cache,
+            cache_key=cache_key,
+            cache_ttl=cache_ttl,
+            cache_store=cache_store,
         )
 
     return decorate

@@ -134,6 +134,7 @@ class _Run(GroupRunning):
     def __init__(self, engine: WorkflowEngine, ctx: ExecutionContext, run_id: str, rlog: Any) -> None:
         self.engine = engine
         self.ctx = ctx
+        ctx.active_run = self
         self.run_id = run_id
         self.rlog = rlog
         self.debug = _debug_enabled(rlog)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from graflow.cache.runtime import run_cached
 from graflow.core.context import _CURRENT_TASK, TaskExecutionContext
 from graflow.core.handler import DirectTaskHandler, TaskHandler
 
@@ -19,7 +20,18 @@ def execute(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext)
     The direct handler is inlined (no context variable, no result bookkeeping): it is the hot path.
     Other handlers see the execution through ``task.run()``; their result is what they returned,
     else what they recorded with ``context.set_result``, else ``None`` (spec section 4 shows both).
+    A task with ``cache`` on goes through :func:`graflow.cache.runtime.run_cached`, which calls
+    :func:`execute_uncached` on a miss; a task without it pays this one attribute check.
     """
+    if task._cache is not None:
+        return run_cached(handler, task, tctx, execute_uncached)
+    if type(handler) is DirectTaskHandler:
+        return task.invoke(tctx)
+    return execute_uncached(handler, task, tctx)
+
+
+def execute_uncached(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
+    """:func:`execute` without the cache: the handler call itself."""
     if type(handler) is DirectTaskHandler:
         return task.invoke(tctx)
     ectx = tctx.execution_context

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from graflow.cache.runtime import report_shipped_hit
+from graflow.cache.runtime import shipping_config as cache_shipping_config
 from graflow.channels.views import apply_channel_ops
 from graflow.coordination.base import MemberOutcome, MemberRun
 from graflow.core.context import ExecutionContext, TaskExecutionContext
@@ -141,6 +143,8 @@ class GroupRunning:
                 self._failed(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.error, outcome.worker_id)
             return None
         ctx.results[outcome.task_id] = outcome.result
+        if outcome.cache_hit is not None:  # came from the cache in another process
+            report_shipped_hit(self, outcome.task_id, outcome.cycle, outcome.cache_hit)
         if outcome.worker_id is not None:
             self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result, outcome.worker_id)
         for task, goto in outcome.next_tasks:
@@ -256,6 +260,7 @@ class MemberRunner:
             channel_config=self._shipping_config if shared else {},
             channel_data=channel_data,
             handler=engine._handlers[member.handler] if member.handler in engine._registered else None,
+            cache_config=None if member._cache is None else cache_shipping_config(self._run, member),
         )
 
 

@@ -102,6 +102,7 @@ class RemoteRequest:
     channel_config: dict[str, Any] = attrs.Factory(dict)
     channel_data: dict[str, Any] | None = None
     handler: TaskHandler | None = None  # a handler registered on the submitting engine, shipped along
+    cache_config: dict[str, Any] | None = None  # a cached task: the store to use there (graflow.cache)
 
     @property
     def task_id(self) -> str:
@@ -298,6 +299,8 @@ class RemoteExecutionContext:
         self.config = dict(config)
         self.results: dict[str, Any] = {}
         self.graph = None
+        self.cache_config: dict[str, Any] | None = None  # set for a cached task (graflow.cache.runtime)
+        self.cache_hit: str | None = None  # the key, when the result came from the cache
 
     def set_result(self, task_id: str, value: Any) -> None:
         self.results[task_id] = value
@@ -329,6 +332,7 @@ def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberO
             factory = host.get("channel backend", request.channel_backend).factory
             channel = factory(request.session_id, request.channel_config)
         rctx = RemoteExecutionContext(request.session_id, channel, request.channel_config)
+        rctx.cache_config = request.cache_config
         tctx = TaskExecutionContext(rctx, request.task_id, request.cycle, request.data)
         tctx._kwargs = request.kwargs
         task = request.task
@@ -338,6 +342,7 @@ def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberO
         outcome.iterate = tctx._iterate
         outcome.control = tctx._control
         outcome.checkpoints = tctx._checkpoints
+        outcome.cache_hit = rctx.cache_hit
     except BaseException as exc:  # reported to the run, never lost
         exc.add_note(f"Traceback in the process that ran the task (pid {os.getpid()}):\n{traceback.format_exc()}")
         outcome.error = exc

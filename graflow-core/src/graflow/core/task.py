@@ -18,6 +18,7 @@ from graflow.exceptions import GraflowError, MissingParameterError
 from graflow.queue.base import NO_DATA
 
 if TYPE_CHECKING:
+    from graflow.cache.options import CacheSpec
     from graflow.core.context import TaskExecutionContext
     from graflow.policies import ErrorHandlingPolicy
 
@@ -84,7 +85,13 @@ class TaskWrapper(Executable):
     explicit ``kwargs`` given here; the data of ``next_iteration(data)`` (first parameter only); the
     result of a task whose id equals the parameter name; the channel key of that name; the
     parameter's default. Otherwise the task fails with ``MissingParameterError`` naming it.
+
+    ``cache=True`` (or ``cache_key=fn``, with ``cache_ttl`` seconds and ``cache_store`` by name)
+    returns a stored result instead of running when the function's code and the resolved arguments
+    match an earlier execution (graflow-core README, "Result caching").
     """
+
+    _cache: CacheSpec | None = None  # tasks unpickled from before caching existed have none
 
     def __init__(
         self,
@@ -96,6 +103,10 @@ class TaskWrapper(Executable):
         max_cycles: int | None = None,
         kwargs: Mapping[str, Any] | None = None,
         register: bool = True,
+        cache: bool | None = None,
+        cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
+        cache_ttl: float | None = None,
+        cache_store: str | None = None,
     ) -> None:
         if not isinstance(task_id, str) or not task_id:
             raise ValueError(f"task id must be a non-empty string, got {task_id!r}")
@@ -110,6 +121,20 @@ class TaskWrapper(Executable):
         self.max_cycles = max_cycles
         self.kwargs: dict[str, Any] = dict(kwargs or {})
         self._params, self._var_kwargs = self._inspect(func, inject_context)
+        self._cache: CacheSpec | None = None
+        if cache or cache_key is not None or cache_ttl is not None or cache_store is not None:
+            from graflow.cache.options import build_cache_spec
+
+            self._cache = build_cache_spec(
+                task_id,
+                func,
+                cache=cache,
+                cache_key=cache_key,
+                cache_ttl=cache_ttl,
+                cache_store=cache_store,
+                kwargs=self.kwargs,
+                defaults=[(p.name, p.default) for p in self._params if p.has_default and p.name not in self.kwargs],
+            )
         self.__doc__ = getattr(func, "__doc__", None)
         self.__wrapped__ = func
         graph = ACTIVE_GRAPH.get()

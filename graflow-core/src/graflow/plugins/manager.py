@@ -27,7 +27,13 @@ import pluggy
 from graflow import hookspecs
 from graflow.exceptions import PluginVersionWarning
 from graflow.logs import get_logger
-from graflow.plugins import builtin_backends, builtin_checkpoints, builtin_handlers, builtin_policies
+from graflow.plugins import (
+    builtin_backends,
+    builtin_caches,
+    builtin_checkpoints,
+    builtin_handlers,
+    builtin_policies,
+)
 from graflow.plugins.registry import Registration, Registry
 
 log = get_logger("graflow.plugins")
@@ -37,6 +43,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, ModuleType], ...] = (
     ("graflow.builtin.backends", builtin_backends),
     ("graflow.builtin.policies", builtin_policies),
     ("graflow.builtin.checkpoints", builtin_checkpoints),
+    ("graflow.builtin.caches", builtin_caches),
 )
 
 REGISTRAR_HOOKS: dict[str, str] = {
@@ -46,6 +53,7 @@ REGISTRAR_HOOKS: dict[str, str] = {
     "graflow_register_coordinators": "coordination backend",
     "graflow_register_policies": "policy",
     "graflow_register_checkpoint_stores": "checkpoint store",
+    "graflow_register_cache_stores": "cache store",
 }
 
 LIFECYCLE_HOOKS = (
@@ -54,6 +62,7 @@ LIFECYCLE_HOOKS = (
     "graflow_task_started",
     "graflow_task_succeeded",
     "graflow_task_failed",
+    "graflow_task_cache_hit",
 )
 
 

@@ -17,6 +17,7 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("checkpoint store", "redis"): "graflow-redis",
     ("handler", "docker"): "graflow-docker",
     ("checkpoint store", "s3"): "graflow-checkpoint-s3",
+    ("cache store", "redis"): "graflow-redis",
 }
 
 KINDS = (
@@ -26,6 +27,7 @@ KINDS = (
     "coordination backend",
     "policy",
     "checkpoint store",
+    "cache store",
 )
 
 
