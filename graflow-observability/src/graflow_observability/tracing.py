@@ -88,8 +88,11 @@ class TracingPlugin:
     def _parent_of(self, run_id: str, member_id: str) -> Any:
         """The Context a task or group of this run starts in: its group's span, else the run's."""
         with self._lock:
-            group_span = self._member_of.get((run_id, member_id))
-            run = self._runs.get(run_id)
+            return self._parent_locked(run_id, member_id)
+
+    def _parent_locked(self, run_id: str, member_id: str) -> Any:
+        group_span = self._member_of.get((run_id, member_id))
+        run = self._runs.get(run_id)
         if group_span is not None:
             return trace.set_span_in_context(group_span)
         if run is not None:
@@ -183,7 +186,7 @@ class TracingPlugin:
         with self._lock:
             if key in self._tasks:  # opened by graflow_task_retrying for this next attempt
                 return
-        parent = self._parent_of(run_id, task_id)
+            parent = self._parent_locked(run_id, task_id)
         record = self._start("graflow.task", parent, self._task_attributes(run_id, session_id, task_id, cycle, 1))
         with self._lock:
             self._tasks[key] = record
