@@ -9,7 +9,13 @@ nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = True
 
-PACKAGES = {"core": "tests/core", "redis": "tests/redis", "docker": "tests/docker", "s3": "tests/checkpoint_s3"}
+PACKAGES = {
+    "core": "tests/core",
+    "redis": "tests/redis",
+    "docker": "tests/docker",
+    "s3": "tests/checkpoint_s3",
+    "observability": "tests/observability",
+}
 
 
 @nox.session

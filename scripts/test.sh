@@ -15,7 +15,7 @@ GRAFLOW_PYTHON="$PWD/.venv/bin/python" bash scripts/services.sh
 .venv/bin/python - <<'PY'
 import importlib, pathlib, sys
 root = pathlib.Path.cwd().resolve()
-for mod in ("graflow", "graflow_redis", "graflow_docker", "graflow_checkpoint_s3"):
+for mod in ("graflow", "graflow_redis", "graflow_docker", "graflow_checkpoint_s3", "graflow_observability"):
     path = pathlib.Path(importlib.import_module(mod).__file__).resolve()
     if root not in path.parents:
         sys.exit(f"{mod} is imported from {path}, not from this checkout: a PyPI copy slipped in")

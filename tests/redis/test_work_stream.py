@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from graflow.worker import WorkItem, WorkSource
+from graflow.worker import QueueDepth, WorkItem, WorkSource
 from graflow_redis import RedisTaskQueue
 
 pytestmark = pytest.mark.redis  # a private redis-server (see conftest.py)
@@ -208,3 +208,24 @@ def test_work_item_carries_task_identity_without_the_payload_loaded(queue: Redis
     (entry_id,) = publish(queue, 1)
     (item,) = queue.fetch("c1", 1, 0.01)
     assert item == WorkItem(entry_id, "t0", 1, b"payload", RESULTS.encode())
+
+
+def test_depth_counts_waiting_running_and_dead_lettered(redis_url: str, redis_client: redis.Redis) -> None:
+    queue = RedisTaskQueue(redis_url=redis_url, queue_name="depth", worker_timeout=TIMEOUT, max_deliveries=1)
+    assert queue.depth() == QueueDepth(waiting=0, running=0, dead_lettered=0)  # no stream yet
+    queue.ensure_group()
+    redis_client.xadd(RESULTS, {"open": "1"})
+    publish(queue, 5)
+    assert queue.depth() == QueueDepth(waiting=5, running=0, dead_lettered=0)
+    taken = queue.fetch("c1", 2, 0.01)
+    assert queue.depth() == QueueDepth(waiting=3, running=2, dead_lettered=0)
+    queue.complete("c1", [(taken[0], b"out")])
+    assert queue.depth() == QueueDepth(waiting=3, running=1, dead_lettered=0)
+    let_time_out()  # c1 never heartbeats: its remaining delivery is dead-lettered (max_deliveries=1)
+    assert queue.reclaim() == 1
+    assert queue.depth() == QueueDepth(waiting=3, running=0, dead_lettered=1)
+    queue.fetch("c2", 1, 0.01)
+    let_time_out()
+    queue.reclaim()
+    # A running total: the dead-letter stream is capped, the count is not.
+    assert queue.depth().dead_lettered == 2 and redis_client.ttl(queue.keys.dead_total) > 0

@@ -13,7 +13,8 @@ Two kinds of hooks:
   decides who wins. Everything a user picks by name (``@task(handler=...)``, ``queue_backend=...``,
   ``channel_backend=...``, ``CoordinationBackend``, a policy name, a checkpoint path's scheme,
   ``cache_store=...``) comes from one of these tables.
-* Lifecycle hooks (``graflow_run_*``, ``graflow_task_*``) observe runs. The engine looks up once per
+* Lifecycle hooks (``graflow_run_*``, ``graflow_group_*``, ``graflow_task_*``, ``graflow_remote_*``,
+  ``graflow_worker_*``) observe runs, shipped tasks and workers. The engine looks up once per
   build which of them have implementations and never calls one that has none, so an unused hook costs
   nothing per task. They run in the thread that executed the task; exceptions they raise propagate.
 """
@@ -25,7 +26,11 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import argparse
+
     from graflow.plugins.registry import Registrar
+    from graflow.worker.protocol import WorkSource
+    from graflow.worker.worker import TaskWorker
 
 PROJECT_NAME = "graflow"
 ENTRY_POINT_GROUP = "graflow"
@@ -159,6 +164,17 @@ def graflow_task_failed(
 
 
 @hookspec
+def graflow_task_retrying(
+    run_id: str, session_id: str, task_id: str, cycle: int, attempt: int, delay_s: float, error: BaseException
+) -> None:
+    """Attempt ``attempt`` (from 1) of a task raised ``error`` and will run again in ``delay_s`` seconds.
+
+    Called in the thread that ran the attempt, before the delay; the task's final outcome is still
+    reported once, by ``graflow_task_succeeded`` or ``graflow_task_failed``.
+    """
+
+
+@hookspec
 def graflow_task_cache_hit(run_id: str, session_id: str, task_id: str, cycle: int, key: str) -> None:
     """A cached task's result came from the cache: its handler was not called, and nothing it would
     have done besides returning (channel writes, prints) happened.
@@ -168,3 +184,100 @@ def graflow_task_cache_hit(run_id: str, session_id: str, task_id: str, cycle: in
     is called in the run's process when the member's outcome arrives. ``key`` is the entry's key
     (``"<task_id>:<digest>"``). Not called on a miss.
     """
+
+
+@hookspec
+def graflow_group_started(
+    run_id: str, session_id: str, group_id: str, cycle: int, members: list[str], backend: str
+) -> None:
+    """A parallel group is about to submit its members (``members``: their task ids) to the
+    coordination backend named ``backend``. Called in the thread that runs the group; each of its
+    members' ``graflow_task_*`` calls (in this process) comes after it, and its
+    ``graflow_group_finished`` after all of them. Nested groups nest."""
+
+
+@hookspec
+def graflow_group_finished(
+    run_id: str, session_id: str, group_id: str, cycle: int, duration_s: float, error: BaseException | None
+) -> None:
+    """A parallel group ended: every member came back (or the group gave up on them) and its error
+    policy was applied. ``error`` is what the group raises (``ParallelGroupError``, a timeout), else
+    ``None``, also when the policy tolerated failed members."""
+
+
+# --- remote execution hooks --------------------------------------------------------------------------
+
+
+@hookspec
+def graflow_remote_context(
+    run_id: str, session_id: str, group_id: str, task_id: str, cycle: int
+) -> dict[str, str] | None:
+    """A member of group ``group_id`` is about to be shipped to another process (a worker, a process
+    pool, a container): return entries to carry along, or ``None``.
+
+    Called in the submitting process when the request is built. The results of every implementation
+    are merged into one ``dict[str, str]`` (plain strings only: it is pickled and signed with the
+    payload; a later plugin's key wins), which the executing side receives as ``context`` in
+    ``graflow_remote_started``/``graflow_remote_finished``. Use it for trace context (W3C
+    ``traceparent``), correlation ids, baggage; never for secrets, which would rest in the broker.
+    """
+
+
+@hookspec
+def graflow_remote_started(
+    context: dict[str, str], session_id: str, task_id: str, cycle: int, worker_id: str | None, handler: str
+) -> None:
+    """The executing side (``graflow.core.remote.run_request``: a worker slot, a pool process) is
+    about to run a shipped task, with the plugins installed *there*. ``context`` is what
+    ``graflow_remote_context`` returned on the submitting side (``{}`` when nothing); ``worker_id`` is
+    ``None`` outside a TaskWorker; ``handler`` names the task's handler. ``graflow_remote_finished``
+    follows in the same thread with the same ``context`` object, so a plugin can key state by
+    ``id(context)``."""
+
+
+@hookspec
+def graflow_remote_finished(
+    context: dict[str, str],
+    session_id: str,
+    task_id: str,
+    cycle: int,
+    worker_id: str | None,
+    duration_s: float,
+    error: BaseException | None,
+) -> None:
+    """The shipped task started by ``graflow_remote_started`` ended: ``error`` is ``None`` when it
+    returned, else what it raised (the run receives it too). Called even when the task failed."""
+
+
+# --- worker hooks ------------------------------------------------------------------------------------
+
+
+@hookspec
+def graflow_worker_add_options(parser: argparse.ArgumentParser) -> None:
+    """Add command-line options to ``graflow worker`` (an ``argparse.ArgumentParser``). Give each an
+    environment-variable default like the built-in options; the parsed values reach
+    ``graflow_worker_started`` as ``options``. Called once per parser, when it is built."""
+
+
+@hookspec
+def graflow_worker_started(worker_id: str, worker: TaskWorker, queue: WorkSource, options: dict[str, Any]) -> None:
+    """A :class:`~graflow.worker.TaskWorker` is about to take work. ``queue`` is its
+    :class:`~graflow.worker.WorkSource` (``queue.depth()`` asks the backend how much waits);
+    ``worker.tasks_running`` is how many tasks run now; ``options`` are the parsed command-line
+    options (``{}`` for a worker built in code). Raise :class:`graflow.exceptions.GraflowError` for
+    a bad setting: ``graflow worker`` then exits with code 2 and the message."""
+
+
+@hookspec
+def graflow_worker_task_done(
+    worker_id: str, task_id: str, cycle: int, handler: str | None, duration_s: float, error: BaseException | None
+) -> None:
+    """A worker slot finished one delivery: ``handler`` names the task's handler (``None`` when the
+    payload could not be loaded), ``error`` is what it raised (or why the payload was refused), else
+    ``None``. Called in the slot thread, before the outcome is reported; keep it cheap."""
+
+
+@hookspec
+def graflow_worker_stopped(worker_id: str, worker: TaskWorker) -> None:
+    """The worker stopped: running tasks finished or were given back, its outcomes were reported.
+    Release what ``graflow_worker_started`` opened (servers, threads)."""

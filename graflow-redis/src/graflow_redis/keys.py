@@ -5,6 +5,8 @@ Per queue (shared by the fleet that serves it; emptied as work completes):
 * ``{p}:q:{queue}:tasks``: stream of task executions, consumer group ``graflow-workers``. Entries are
   deleted when acknowledged. TTL ``queue_ttl``, refreshed by every submit and heartbeat.
 * ``{p}:q:{queue}:dead``: dead-lettered tasks (capped at ~1,000 entries). TTL ``queue_ttl``.
+* ``{p}:q:{queue}:dead:total``: how many tasks were ever dead-lettered (a counter, for metrics).
+  TTL ``queue_ttl``, refreshed by each dead-lettering.
 * ``{p}:q:{queue}:workers``: sorted set of consumers by last heartbeat. TTL ``queue_ttl``.
 * ``{p}:q:{queue}:hb:{consumer}``: one worker's heartbeat (JSON). TTL ``worker_timeout``: its
   expiry is how a dead worker is noticed.
@@ -59,6 +61,10 @@ class QueueKeys:
     @property
     def dead(self) -> str:
         return f"{self.prefix}:q:{self.queue}:dead"
+
+    @property
+    def dead_total(self) -> str:
+        return f"{self.prefix}:q:{self.queue}:dead:total"
 
     @property
     def workers(self) -> str:

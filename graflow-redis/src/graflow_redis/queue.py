@@ -27,7 +27,7 @@ from graflow.core import remote
 from graflow.exceptions import GraflowError
 from graflow.logs import get_logger
 from graflow.queue.base import TaskQueue, TaskSpec
-from graflow.worker.protocol import WorkItem
+from graflow.worker.protocol import QueueDepth, WorkItem
 from graflow_redis import codec, scripts
 from graflow_redis.connection import (
     REFUSED,
@@ -381,7 +381,7 @@ class RedisTaskQueue(TaskQueue):
             requeued_here = dead_here = 0
             while True:
                 requeued, dead = self._reclaim(
-                    keys=[self.keys.tasks, self.keys.heartbeat(name), self.keys.dead],
+                    keys=[self.keys.tasks, self.keys.heartbeat(name), self.keys.dead, self.keys.dead_total],
                     args=[
                         WORKER_GROUP, name, self.max_deliveries, RECLAIM_BATCH, DEAD_LETTER_MAXLEN,
                         self.settings.queue_ttl, timeout_ms,
@@ -417,6 +417,25 @@ class RedisTaskQueue(TaskQueue):
         if gone:
             self.client.zrem(self.keys.workers, *gone)
         return {n: json.loads(b) for n, b in zip(names, beats, strict=True) if b is not None}
+
+    def depth(self) -> QueueDepth:
+        """Waiting and running deliveries, and the dead-letter total, in one round trip (``XLEN``,
+        ``XINFO GROUPS``, ``GET``: no scan). Acknowledged entries are deleted, so the stream holds
+        exactly what waits plus what runs; ``running`` is the consumer group's pending count."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xlen(self.keys.tasks)
+        pipe.xinfo_groups(self.keys.tasks)
+        pipe.get(self.keys.dead_total)
+        length, groups, dead = pipe.execute(raise_on_error=False)
+        for reply in (length, dead):
+            if isinstance(reply, Exception):
+                raise reply
+        running = 0
+        if not isinstance(groups, Exception):  # no stream yet: nothing runs
+            for group in groups:
+                if text(group["name"]) == WORKER_GROUP:
+                    running = int(group["pending"])
+        return QueueDepth(waiting=max(0, int(length) - running), running=running, dead_lettered=int(dead or 0))
 
     def dead_letters(self, count: int = 100) -> list[dict[str, Any]]:
         """The most recent dead-lettered tasks (payload left out), newest first."""

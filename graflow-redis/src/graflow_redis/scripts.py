@@ -53,7 +53,8 @@ end
 return moved
 """
 
-# KEYS[1] tasks stream, KEYS[2] the consumer's heartbeat key, KEYS[3] dead-letter stream.
+# KEYS[1] tasks stream, KEYS[2] the consumer's heartbeat key, KEYS[3] dead-letter stream, KEYS[4] the
+# dead-letter counter (a running total that monitoring reads: the stream itself is capped).
 # ARGV[1] group, ARGV[2] consumer, ARGV[3] max deliveries, ARGV[4] batch size, ARGV[5] dead-letter
 # maxlen, ARGV[6] dead-letter ttl, ARGV[7] worker timeout (ms).
 # A consumer is dead when its heartbeat key is gone and it has not read for the worker timeout
@@ -112,6 +113,10 @@ for _, p in ipairs(pending) do
     end
     redis.call('XDEL', stream, id)
   end
+end
+if dead > 0 then
+  redis.call('INCRBY', KEYS[4], dead)
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
 end
 if #pending < batch then
   redis.call('XGROUP', 'DELCONSUMER', stream, group, consumer)

@@ -38,6 +38,7 @@ class GroupRunning:
 
     ctx: ExecutionContext
     engine: WorkflowEngine
+    run_id: str
     rlog: Any
     debug: bool
     timed: bool
@@ -60,7 +61,29 @@ class GroupRunning:
 
         Returns ``{member_id: result}`` of the members that succeeded. Members' ``next_task`` requests
         become successors of the group; their checkpoint requests are written after the barrier.
+        The ``graflow_group_*`` hooks, when implemented, are called around it.
         """
+        hooks = self.engine.host.lifecycle
+        on_started, on_finished = hooks["graflow_group_started"], hooks["graflow_group_finished"]
+        if on_started is None and on_finished is None:
+            return self._run_group(group, parent)
+        where = {"run_id": self.run_id, "session_id": self.ctx.session_id, "group_id": group.task_id}
+        cycle = parent.cycle_count
+        if on_started is not None:
+            members = [m.task_id for m in group.members]
+            on_started(**where, cycle=cycle, members=members, backend=str(group.backend))
+        t0 = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            return self._run_group(group, parent)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if on_finished is not None:
+                on_finished(**where, cycle=cycle, duration_s=time.perf_counter() - t0, error=error)
+
+    def _run_group(self, group: ParallelGroup, parent: TaskExecutionContext) -> dict[str, Any]:
         ctx = self.ctx
         options = {**self.engine.config, **ctx.config, **group.execution_options}
         factory = self.engine.host.get("coordination backend", group.backend).factory
@@ -201,6 +224,7 @@ class MemberRunner:
         self.context = run.ctx
         self.group = group
         self._shipping_config = run.ctx.channel.shipping_config(run.ctx.config)
+        self._remote_context = run.engine.host.lifecycle["graflow_remote_context"]
 
     def _member(self, task_id: str) -> Executable:
         return self.context.graph.get(task_id)
@@ -250,6 +274,19 @@ class MemberRunner:
         if not shared:
             snapshot = getattr(ctx.channel, "snapshot", None)
             channel_data = snapshot() if snapshot is not None else ctx.channel.items()
+        remote_context: dict[str, str] = {}
+        if self._remote_context is not None:
+            for extra in reversed(
+                self._remote_context(
+                    run_id=self._run.run_id,
+                    session_id=ctx.session_id,
+                    group_id=self.group.task_id,
+                    task_id=run.task_id,
+                    cycle=run.cycle,
+                )
+            ):  # pluggy calls the last registered first: its keys are applied last, so they win
+                remote_context.update(extra)
+            _check_remote_context(remote_context, run.task_id)
         return RemoteRequest(
             session_id=ctx.session_id,
             task=member,
@@ -261,7 +298,18 @@ class MemberRunner:
             channel_data=channel_data,
             handler=engine._handlers[member.handler] if member.handler in engine._registered else None,
             cache_config=None if member._cache is None else cache_shipping_config(self._run, member),
+            context=remote_context,
         )
+
+
+def _check_remote_context(context: dict[str, str], task_id: str) -> None:
+    """The remote context travels pickled and signed inside the payload: plain strings only."""
+    for key, value in context.items():
+        if type(key) is not str or type(value) is not str:
+            raise GraflowError(
+                f"a graflow_remote_context hook returned {key!r}: {value!r} for task {task_id!r}; the remote "
+                "context carries plain strings only (str keys and str values). Convert the value in the plugin."
+            )
 
 
 def _local_twin(graph: TaskGraph, task: Executable) -> Executable:

@@ -103,6 +103,7 @@ class RemoteRequest:
     channel_data: dict[str, Any] | None = None
     handler: TaskHandler | None = None  # a handler registered on the submitting engine, shipped along
     cache_config: dict[str, Any] | None = None  # a cached task: the store to use there (graflow.cache)
+    context: dict[str, str] = attrs.Factory(dict)  # from graflow_remote_context hooks (trace context, ...)
 
     @property
     def task_id(self) -> str:
@@ -323,8 +324,22 @@ def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberO
     started = time.perf_counter()
     outcome = MemberOutcome(request.task_id, request.cycle, worker_id=worker_id)
     journal: JournalChannel | None = None
+    on_finished: Any = None
+    where: dict[str, Any] = {}
     try:
         host = default_host()
+        on_started = host.lifecycle["graflow_remote_started"]
+        on_finished = host.lifecycle["graflow_remote_finished"]
+        if on_started is not None or on_finished is not None:
+            where = {
+                "context": request.context,
+                "session_id": request.session_id,
+                "task_id": request.task_id,
+                "cycle": request.cycle,
+                "worker_id": worker_id,
+            }
+            if on_started is not None:
+                on_started(**where, handler=request.task.handler)
         if request.channel_data is not None:
             journal = JournalChannel(MemoryChannel("default", request.channel_data))
             channel: Channel = journal
@@ -349,6 +364,14 @@ def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberO
     if journal is not None:
         outcome.channel_ops = journal.ops
     outcome.duration_s = time.perf_counter() - started
+    if on_finished is not None:
+        try:
+            on_finished(**where, duration_s=outcome.duration_s, error=outcome.error)
+        except Exception as hook_error:  # the task's own outcome is what the run must get
+            if outcome.error is not None:
+                outcome.error.add_note(f"A graflow_remote_finished hook raised while reporting this: {hook_error!r}")
+            else:
+                outcome.error = hook_error
     return outcome
 
 

@@ -63,6 +63,16 @@ LIFECYCLE_HOOKS = (
     "graflow_task_succeeded",
     "graflow_task_failed",
     "graflow_task_cache_hit",
+    "graflow_task_retrying",
+    "graflow_group_started",
+    "graflow_group_finished",
+    "graflow_remote_context",
+    "graflow_remote_started",
+    "graflow_remote_finished",
+    "graflow_worker_add_options",
+    "graflow_worker_started",
+    "graflow_worker_task_done",
+    "graflow_worker_stopped",
 )
 
 

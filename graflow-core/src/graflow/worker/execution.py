@@ -14,13 +14,17 @@ from graflow.exceptions import PayloadRejectedError, UnknownNameError
 from graflow.worker.protocol import WorkItem
 
 
-def execute_item(item: WorkItem, key: bytes | None, worker_id: str, log: Any) -> tuple[MemberOutcome, float]:
+def execute_item(
+    item: WorkItem, key: bytes | None, worker_id: str, log: Any
+) -> tuple[MemberOutcome, float, str | None]:
     """Run one delivery; never raises for a task's failure, a refused payload, or a missing handler.
 
-    A payload that fails its signature or version check is never unpickled: it becomes the task's
-    failure, with a ``payload_rejected`` log line saying why.
+    Returns the outcome, the seconds it took, and the name of the task's handler (``None`` when the
+    payload could not be loaded). A payload that fails its signature or version check is never
+    unpickled: it becomes the task's failure, with a ``payload_rejected`` log line saying why.
     """
     started = time.perf_counter()
+    handler: str | None = None
     try:
         request = remote.loads_request(item.payload, key)
     except PayloadRejectedError as exc:
@@ -31,6 +35,7 @@ def execute_item(item: WorkItem, key: bytes | None, worker_id: str, log: Any) ->
         exc.add_note(f"Worker {worker_id!r} could not load task {item.task_id!r}: install its code there.")
         outcome = MemberOutcome(item.task_id, item.cycle, error=exc, worker_id=worker_id)
     else:
+        handler = request.task.handler
         outcome = remote.run_request(request, worker_id)
         error = outcome.error
         if isinstance(error, UnknownNameError) and error.kind == "handler":
@@ -45,7 +50,7 @@ def execute_item(item: WorkItem, key: bytes | None, worker_id: str, log: Any) ->
             cycle=item.cycle,
             error=f"{type(outcome.error).__name__}: {outcome.error}",
         )
-    return outcome, time.perf_counter() - started
+    return outcome, time.perf_counter() - started, handler
 
 
 def dumps_outcome(outcome: MemberOutcome, key: bytes | None) -> bytes:

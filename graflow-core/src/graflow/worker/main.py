@@ -104,6 +104,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         choices=["console", "json"],
         help="(env GRAFLOW_LOG_FORMAT; default: console)",
     )
+    from graflow.plugins.manager import default_host
+
+    add_options = default_host().lifecycle["graflow_worker_add_options"]
+    if add_options is not None:  # e.g. graflow-observability's --metrics-port
+        add_options(parser=parser)
     return parser
 
 
@@ -164,6 +169,7 @@ def build_worker(args: argparse.Namespace) -> TaskWorker:
         worker_id=args.worker_id,
         max_concurrent_tasks=args.max_concurrent_tasks,
         graceful_shutdown_timeout=args.graceful_shutdown_timeout,
+        options=vars(args),
     )
 
 
@@ -177,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         worker.start()
+    except GraflowError as exc:  # a plugin refused its settings (graflow_worker_started)
+        log.error("worker_config_invalid", error=str(exc))
+        return 2
     finally:
         worker.queue.close()
     return 2 if worker.fatal_error is not None else 0

@@ -39,6 +39,20 @@ class WorkItem:
     route: Any = None
 
 
+@attrs.frozen
+class QueueDepth:
+    """How much work a queue holds now (what monitoring asks for, e.g. a queue-depth gauge).
+
+    ``waiting``: deliveries no consumer has taken yet. ``running``: taken and not yet completed or
+    released. ``dead_lettered``: deliveries the backend gave up on since the queue was created (a
+    running total), ``None`` when the backend does not count them.
+    """
+
+    waiting: int
+    running: int
+    dead_lettered: int | None = None
+
+
 @runtime_checkable
 class WorkSource(Protocol):
     """A queue backend that TaskWorker processes consume."""
@@ -87,9 +101,14 @@ class WorkSource(Protocol):
         """The ``info`` of every live consumer, by consumer name."""
         ...
 
+    def depth(self) -> QueueDepth:
+        """How much work the queue holds now, in one round trip and without scanning entries: it is
+        called on every scrape of a metrics endpoint."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
 
 
-__all__ = ["WorkItem", "WorkSource"]
+__all__ = ["QueueDepth", "WorkItem", "WorkSource"]

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -40,6 +40,7 @@ from graflow.coordination.base import MemberOutcome
 from graflow.core import remote
 from graflow.exceptions import BackendAccessError
 from graflow.logs import get_logger
+from graflow.plugins.manager import PluginHost, default_host
 from graflow.worker.execution import Backoff, dumps_outcome, execute_item
 from graflow.worker.protocol import WorkItem, WorkSource
 
@@ -57,7 +58,12 @@ class TaskWorker:
 
     ``secret_key`` (default: ``GRAFLOW_SECRET_KEY``) verifies payloads and signs outcomes; it must match
     the submitting side's. Metrics: ``tasks_processed``, ``tasks_succeeded``, ``tasks_failed``,
-    ``total_execution_time`` (seconds), ``tasks_released``; :meth:`info` is what the heartbeat publishes.
+    ``total_execution_time`` (seconds), ``tasks_released``, ``tasks_running``; :meth:`info` is what the
+    heartbeat publishes.
+
+    The ``graflow_worker_*`` hooks of the installed plugins (and of ``plugins``, extra plugin objects)
+    observe the worker; ``options`` is what ``graflow_worker_started`` receives (the parsed command
+    line for ``graflow worker``).
     """
 
     def __init__(
@@ -70,6 +76,8 @@ class TaskWorker:
         secret_key: str | bytes | None = None,
         block_s: float = 1.0,
         heartbeat_interval: float | None = None,
+        plugins: Iterable[object] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(queue, WorkSource):
             raise TypeError(
@@ -112,12 +120,23 @@ class TaskWorker:
         self.total_execution_time = 0.0
         self.fatal_error: BaseException | None = None
         """Why the worker stopped by itself (the queue refused its credentials), if it did."""
+        plugin_list = list(plugins or ())
+        hooks = (PluginHost(plugin_list) if plugin_list else default_host()).lifecycle
+        self.options: dict[str, Any] = dict(options or {})
+        self._on_started = hooks["graflow_worker_started"]
+        self._on_task_done = hooks["graflow_worker_task_done"]
+        self._on_stopped = hooks["graflow_worker_stopped"]
 
     # --- public ------------------------------------------------------------------------------------
 
     @property
     def is_running(self) -> bool:
         return self._started and not self._stopping.is_set()
+
+    @property
+    def tasks_running(self) -> int:
+        """Tasks executing now (slots busy with a delivery)."""
+        return self.max_concurrent_tasks - self._free
 
     def stop(self) -> None:
         """Stop taking tasks; a second call also skips waiting for running ones.
@@ -155,6 +174,8 @@ class TaskWorker:
             raise RuntimeError(f"worker {self.worker_id!r} was already started; create a new TaskWorker")
         self._started = True
         self.started_at = time.time()
+        if self._on_started is not None:  # a bad plugin setting stops the worker before it takes work
+            self._on_started(worker_id=self.worker_id, worker=self, queue=self.queue, options=self.options)
         previous = self._install_signal_handlers()
         slots = [
             threading.Thread(target=self._slot, name=f"graflow-slot-{i}", daemon=True)
@@ -182,8 +203,10 @@ class TaskWorker:
     def _slot(self) -> None:
         finished: tuple[WorkItem, MemberOutcome] | None = None
         while (item := self._take(finished)) is not None:
-            outcome, duration = execute_item(item, self._key, self.worker_id, self._log)
+            outcome, duration, handler = execute_item(item, self._key, self.worker_id, self._log)
             finished = (item, outcome)
+            if self._on_task_done is not None:
+                self._task_done(item, outcome, duration, handler)
             with self._cond:
                 self.tasks_processed += 1
                 if outcome.error is None:
@@ -191,6 +214,19 @@ class TaskWorker:
                 else:
                     self.tasks_failed += 1
                 self.total_execution_time += duration
+
+    def _task_done(self, item: WorkItem, outcome: MemberOutcome, duration: float, handler: str | None) -> None:
+        try:
+            self._on_task_done(
+                worker_id=self.worker_id,
+                task_id=item.task_id,
+                cycle=item.cycle,
+                handler=handler,
+                duration_s=duration,
+                error=outcome.error,
+            )
+        except Exception as exc:  # an observer must not take a slot down
+            self._log.warning("worker_task_done_hook_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _take(self, finished: tuple[WorkItem, MemberOutcome] | None) -> WorkItem | None:
         """Free the slot, report ``finished``, and fetch the slot's next task.
@@ -359,6 +395,11 @@ class TaskWorker:
             tasks_released=self.tasks_released,
             total_execution_time=round(self.total_execution_time, 6),
         )
+        if self._on_stopped is not None:
+            try:
+                self._on_stopped(worker_id=self.worker_id, worker=self)
+            except Exception as exc:
+                self._log.warning("worker_stopped_hook_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _retry(self, what: str, call: Callable[[], Any], attempts: int | None = None) -> bool:
         """Call until it succeeds; give up when forced, after ``attempts``, or when stopping and past
