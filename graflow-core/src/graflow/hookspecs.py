@@ -119,13 +119,37 @@ def graflow_task_started(run_id: str, session_id: str, task_id: str, cycle: int)
 
 @hookspec
 def graflow_task_succeeded(
-    run_id: str, session_id: str, task_id: str, cycle: int, duration_s: float, result: Any
+    run_id: str, session_id: str, task_id: str, cycle: int, duration_s: float, result: Any, attempts: int
 ) -> None:
-    """A task returned normally."""
+    """A task returned normally.
+
+    ``attempts`` counts the attempts it took (1 without retries); ``duration_s`` spans all of them,
+    retry delays included.
+    """
 
 
 @hookspec
 def graflow_task_failed(
-    run_id: str, session_id: str, task_id: str, cycle: int, duration_s: float, error: BaseException
+    run_id: str, session_id: str, task_id: str, cycle: int, duration_s: float, error: BaseException, attempts: int
 ) -> None:
-    """A task raised ``error``. Called before the run decides what the failure means."""
+    """A task raised ``error``. Called before the run decides what the failure means.
+
+    With retries, called once, for the last attempt's error, after every retry was spent (or the
+    error was not retryable); ``attempts`` counts the attempts made.
+    """
+
+
+@hookspec
+def graflow_task_retrying(
+    run_id: str, session_id: str, task_id: str, cycle: int, attempt: int, delay_s: float, error: BaseException
+) -> None:
+    """Attempt ``attempt`` (1-based) of a task with ``retries`` failed with ``error`` and the task will
+    run again, as attempt ``attempt + 1`` of the same ``cycle``, after ``delay_s`` seconds.
+
+    Called in the process and thread that ran the attempt, before the delay; not called for the last
+    attempt (``graflow_task_failed`` reports that) nor for an error that is not retried. For a member
+    run by a worker or a process pool it is not called on the submitting side: the worker logs
+    ``task_retrying`` and the attempt count arrives with the outcome (``graflow_task_succeeded`` /
+    ``graflow_task_failed``'s ``attempts``). An exception raised here is logged
+    (``task_retrying_hook_failed``) and noted on the task's error; the retry goes ahead.
+    """

@@ -61,6 +61,7 @@ class MemberOutcome:
     channel_ops: list[tuple[str, str, Any]] | None = None
     duration_s: float = 0.0
     worker_id: str | None = None
+    attempts: int = 1  # attempts the member took (retries); last, so positional construction keeps working
 
 
 class MemberRunner(Protocol):

@@ -20,6 +20,13 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    backoff: float = 2.0,
+    max_delay: float | None = None,
+    jitter: bool = True,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    timeout: float | None = None,
 ) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
 
 
@@ -30,6 +37,13 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    backoff: float = 2.0,
+    max_delay: float | None = None,
+    jitter: bool = True,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    timeout: float | None = None,
 ) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
 
 
@@ -41,9 +55,19 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    backoff: float = 2.0,
+    max_delay: float | None = None,
+    jitter: bool = True,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    timeout: float | None = None,
 ) -> TaskWrapper | Callable[[Callable[..., Any]], TaskWrapper]:
     """Make a task: ``@task``, ``@task("id")`` or ``@task(id=..., inject_context=True, handler="name",
-    max_cycles=N)``. The task id defaults to the function's name."""
+    max_cycles=N)``. The task id defaults to the function's name.
+
+    Retries and timeouts: ``@task(retries=3, retry_delay=1.0, backoff=2.0, max_delay=60, jitter=True,
+    retry_on=(IOError,), timeout=30)``; see :class:`graflow.core.attempt_options.AttemptOptions`."""
     if callable(func_or_id):
         return TaskWrapper(func_or_id.__name__, func_or_id)
     task_id = func_or_id if isinstance(func_or_id, str) else id
@@ -55,6 +79,13 @@ def task(
             inject_context=inject_context,
             handler=handler,
             max_cycles=max_cycles,
+            retries=retries,
+            retry_delay=retry_delay,
+            backoff=backoff,
+            max_delay=max_delay,
+            jitter=jitter,
+            retry_on=retry_on,
+            timeout=timeout,
         )
 
     return decorate

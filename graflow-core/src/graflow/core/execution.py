@@ -19,9 +19,24 @@ def execute(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext)
     The direct handler is inlined (no context variable, no result bookkeeping): it is the hot path.
     Other handlers see the execution through ``task.run()``; their result is what they returned,
     else what they recorded with ``context.set_result``, else ``None`` (spec section 4 shows both).
+    A task with retries or a timeout goes through :func:`graflow.core.attempts.run_attempts`,
+    which calls :func:`execute_once` per attempt; a plain task pays one attribute check for that.
     """
+    if task.attempts is not None:
+        return attempts.run_attempts(handler, task, tctx)
     if type(handler) is DirectTaskHandler:
         return task.invoke(tctx)
+    return _through_handler(handler, task, tctx)
+
+
+def execute_once(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
+    """One attempt: :func:`execute` without retries and timeout."""
+    if type(handler) is DirectTaskHandler:
+        return task.invoke(tctx)
+    return _through_handler(handler, task, tctx)
+
+
+def _through_handler(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
     ectx = tctx.execution_context
     results = ectx.results
     previous = results.pop(task.task_id, _UNSET)
@@ -37,3 +52,7 @@ def execute(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext)
     if returned is not None:
         return returned
     return results.get(task.task_id)
+
+
+# Last, as a module: attempts imports execute_once from here, and either module may be imported first.
+from graflow.core import attempts  # noqa: E402

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from graflow.channels.views import apply_channel_ops
 from graflow.coordination.base import MemberOutcome, MemberRun
+from graflow.core.attempts import attempts_made
 from graflow.core.context import ExecutionContext, TaskExecutionContext
 from graflow.core.execution import execute
 from graflow.core.remote import RemoteRequest
@@ -42,10 +43,10 @@ class GroupRunning:
     on_started: Any
     default_max_cycles: int | None
 
-    def _failed(self, task_id: str, cycle: int, duration: float, exc: BaseException) -> None:
+    def _failed(self, task_id: str, cycle: int, duration: float, exc: BaseException, attempts: int = 1) -> None:
         raise NotImplementedError
 
-    def _succeeded(self, task_id: str, cycle: int, duration: float, result: Any) -> None:
+    def _succeeded(self, task_id: str, cycle: int, duration: float, result: Any, attempts: int = 1) -> None:
         raise NotImplementedError
 
     def _execute_observed(self, handler: Any, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
@@ -136,11 +137,11 @@ class GroupRunning:
             ctx.results.pop(outcome.task_id, None)
             ctx.completed.discard(outcome.task_id)
             if outcome.worker_id is not None:  # in-process members reported this already
-                self._failed(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.error)
+                self._failed(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.error, outcome.attempts)
             return None
         ctx.results[outcome.task_id] = outcome.result
         if outcome.worker_id is not None:
-            self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result)
+            self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result, outcome.attempts)
         for task, goto in outcome.next_tasks:
             parent.next_task(_local_twin(ctx.graph, task), goto=goto)
         if outcome.control is not None:
@@ -203,6 +204,8 @@ class MemberRunner:
         r = self._run
         outcome = MemberOutcome(run.task_id, run.cycle)
         t0 = time.perf_counter()
+        member: Executable | None = None
+        tctx: TaskExecutionContext | None = None
         try:
             member = self._member(run.task_id)
             tctx = TaskExecutionContext(self.context, run.task_id, run.cycle, run.data)
@@ -218,11 +221,17 @@ class MemberRunner:
                 raise GraflowError(f"group member {run.task_id!r} is not executable: {member!r}")
         except TaskExecutionError as exc:
             outcome.error = exc.original
+            if tctx is not None:
+                outcome.attempts = attempts_made(member, tctx)
             return outcome
         except BaseException as exc:  # not reported yet (the observed path raises TaskExecutionError)
-            r._failed(run.task_id, run.cycle, time.perf_counter() - t0, exc)
+            if tctx is not None:
+                outcome.attempts = attempts_made(member, tctx)
+            r._failed(run.task_id, run.cycle, time.perf_counter() - t0, exc, outcome.attempts)
             outcome.error = exc
             return outcome
+        if member.__class__ is TaskWrapper:
+            outcome.attempts = attempts_made(member, tctx)
         outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
         outcome.iterate = tctx._iterate
         outcome.control = tctx._control

@@ -54,6 +54,7 @@ LIFECYCLE_HOOKS = (
     "graflow_task_started",
     "graflow_task_succeeded",
     "graflow_task_failed",
+    "graflow_task_retrying",
 )
 
 
