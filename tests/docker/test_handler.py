@@ -340,6 +340,24 @@ def test_timeout_kills_and_removes_the_container(fake_docker: Any) -> None:
     assert fake_docker.created[0].removed
 
 
+def test_a_tasks_own_timeout_kills_each_attempts_container(fake_docker: Any) -> None:
+    """``@task(timeout=)`` is enforced by the handler (the shorter of its and the task's timeout)."""
+    handler = DockerTaskHandler(image=IMAGE, client=fake_docker, timeout=300)
+    assert handler.enforces_timeout and handler.supports_timeout
+
+    def slow() -> None:
+        import time
+
+        time.sleep(30)
+
+    with pytest.raises(TaskExecutionError) as info:
+        run_one(handler, slow, timeout=0.5, retries=1, retry_delay=0)
+    assert isinstance(info.value.original, TaskTimeoutError)
+    assert "timeout of 0.5s" in str(info.value.original)
+    assert len(fake_docker.created) == 2  # a fresh container per attempt, each killed and removed
+    assert all(container.removed for container in fake_docker.created)
+
+
 def test_oom_kill_is_reported_as_oom(fake_docker: Any) -> None:
     def killed_by_kernel(container: Any) -> None:
         container.attrs["State"]["OOMKilled"] = True
