@@ -185,6 +185,30 @@ def test_options_pickle_with_their_task() -> None:
     assert (copy.attempts.retries, copy.attempts.retry_on[0].__name__) == (4, "LocalError")
 
 
+def test_retry_options_survive_a_checkpoint_and_resume(tmp_path: Path) -> None:
+    from graflow.core.checkpoint import CheckpointManager
+    from graflow.exceptions import MaxStepsExceededError
+
+    def first(context: TaskExecutionContext) -> int:
+        context.checkpoint(path=str(tmp_path / "after-first"))
+        return 1
+
+    recorder = Recorder()
+    with workflow("resumable") as wf:
+        TaskWrapper("first", first, inject_context=True) >> TaskWrapper(
+            "second", flaky(1), retries=2, retry_delay=0, retry_on=OSError, timeout=30
+        )
+    with pytest.raises(MaxStepsExceededError):
+        wf.execute(max_steps=1)  # stops after first's checkpoint
+    context, _ = CheckpointManager.resume_from_checkpoint(str(tmp_path / "after-first"))
+    resumed = context.graph.nodes["second"]
+    assert isinstance(resumed, TaskWrapper) and resumed.attempts == AttemptOptions.build(
+        "second", retries=2, retry_delay=0, retry_on=OSError, timeout=30
+    )
+    assert context.execute(max_steps=100, engine=WorkflowEngine(plugins=[recorder])) == 2
+    assert recorder.of("succeeded")[0]["attempts"] == 2
+
+
 # --- retries in a run ------------------------------------------------------------------------------
 
 

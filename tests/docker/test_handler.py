@@ -252,6 +252,18 @@ def test_next_task_with_a_workflow_task_a_new_taskwrapper_and_an_id(handler: Doc
     assert isinstance(ctx.graph.nodes["made_inside"], TaskWrapper)
 
 
+def test_a_task_made_in_the_container_keeps_its_retry_options(handler: DockerTaskHandler) -> None:
+    def steer(context: TaskExecutionContext) -> str:
+        context.next_task(TaskWrapper("retried", lambda: "ok", retries=2, retry_delay=0.01, retry_on=OSError))
+        return "steered"
+
+    _, ctx = run_one(handler, steer, inject_context=True)
+    made = ctx.graph.nodes["retried"]
+    assert isinstance(made, TaskWrapper) and made.attempts is not None
+    assert (made.attempts.retries, made.attempts.retry_delay, made.attempts.retry_on) == (2, 0.01, (OSError,))
+    assert ctx.get_result("retried") == "ok"
+
+
 def test_next_iteration_inside_loops_on_the_host(handler: DockerTaskHandler) -> None:
     def count(context: TaskExecutionContext, n: int = 0) -> int:
         if n < 2:

@@ -146,7 +146,8 @@ def graflow_task_retrying(
     """Attempt ``attempt`` (1-based) of a task with ``retries`` failed with ``error`` and the task will
     run again, as attempt ``attempt + 1`` of the same ``cycle``, after ``delay_s`` seconds.
 
-    Called in the process and thread that ran the attempt, before the delay; not called for the last
+    Called in the process and thread that runs the task's execution, before the delay (with a
+    ``timeout``, the attempt itself ran in a helper thread or child process); not called for the last
     attempt (``graflow_task_failed`` reports that) nor for an error that is not retried. For a member
     run by a worker or a process pool it is not called on the submitting side: the worker logs
     ``task_retrying`` and the attempt count arrives with the outcome (``graflow_task_succeeded`` /

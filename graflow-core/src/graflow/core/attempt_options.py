@@ -7,6 +7,7 @@ Kept free of engine imports so that :mod:`graflow.core.task` can build it when a
 from __future__ import annotations
 
 import random
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,20 @@ attempt) is wrong (a missing argument, an unknown handler, a refused payload, a 
 
 TIMED_TASKS: weakref.WeakSet[TaskWrapper] = weakref.WeakSet()
 """Every live task of this process with a ``timeout``: a run checks their handlers when it starts
-(``check_timeout_handlers``), and a process without timed tasks pays nothing for that check."""
+(``check_timeout_handlers``), and a process without timed tasks pays nothing for that check.
+Add with :func:`register_timed`, read with :func:`timed_tasks` (a task may be built in a thread)."""
+
+_TIMED_LOCK = threading.Lock()
+
+
+def register_timed(task: TaskWrapper) -> None:
+    with _TIMED_LOCK:
+        TIMED_TASKS.add(task)
+
+
+def timed_tasks() -> tuple[TaskWrapper, ...]:
+    with _TIMED_LOCK:
+        return tuple(TIMED_TASKS)
 
 
 def _check_number(task_id: str, option: str, value: Any) -> float:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import structlog
 
-from graflow.core.attempt_options import TIMED_TASKS, AttemptOptions
+from graflow.core.attempt_options import AttemptOptions, timed_tasks
 from graflow.core.context import TaskExecutionContext
 from graflow.core.execution import execute_once
 from graflow.exceptions import TaskTimeoutError, TimeoutNotSupportedError
@@ -195,10 +195,10 @@ def _announce(
 def check_timeout_handlers(resolve: Callable[[str], TaskHandler], nodes: Mapping[str, Any]) -> None:
     """Refuse, when a run starts, a task in ``nodes`` whose ``timeout`` its handler cannot honour.
 
-    Only tasks declared with a timeout are looked at (:data:`TIMED_TASKS`); a handler name this
+    Only tasks declared with a timeout are looked at (:func:`timed_tasks`); a handler name this
     process does not know (one installed only on the workers) is left for the worker to judge.
     """
-    for task in tuple(TIMED_TASKS):
+    for task in timed_tasks():
         if nodes.get(task.task_id) is not task:
             continue
         try:

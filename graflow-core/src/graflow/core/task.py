@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from graflow.core.attempt_options import TIMED_TASKS, AttemptOptions
+from graflow.core.attempt_options import AttemptOptions, register_timed
 from graflow.core.graph import ACTIVE_GRAPH, TaskGraph
 from graflow.exceptions import GraflowError, MissingParameterError
 from graflow.queue.base import NO_DATA
@@ -135,7 +135,7 @@ class TaskWrapper(Executable):
         )  # validated even when unused: a typo fails at declaration
         self.attempts = options if options.retries or options.timeout is not None else None
         if timeout is not None:
-            TIMED_TASKS.add(self)
+            register_timed(self)
         self._params, self._var_kwargs = self._inspect(func, inject_context)
         self.__doc__ = getattr(func, "__doc__", None)
         self.__wrapped__ = func
@@ -259,7 +259,7 @@ class TaskWrapper(Executable):
         self.__dict__.update(state)
         attempts = state.get("attempts")
         if attempts is not None and attempts.timeout is not None:
-            TIMED_TASKS.add(self)
+            register_timed(self)
         if "_params" not in state:
             self._params, self._var_kwargs = self._inspect(self.func, self.inject_context)
 
