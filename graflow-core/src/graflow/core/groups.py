@@ -230,7 +230,7 @@ class MemberRunner:
             r._failed(run.task_id, run.cycle, time.perf_counter() - t0, exc, outcome.attempts)
             outcome.error = exc
             return outcome
-        if member.__class__ is TaskWrapper:
+        if type(member) is TaskWrapper and member.attempts is not None:  # one attribute check for plain members
             outcome.attempts = attempts_made(member, tctx)
         outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
         outcome.iterate = tctx._iterate
