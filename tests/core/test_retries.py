@@ -398,6 +398,30 @@ def test_a_retry_wait_ends_when_the_run_ends() -> None:
     assert "the run ended while attempt 2 waited" in "\n".join(info.value.__notes__)
 
 
+def test_a_member_abandoned_by_its_group_gives_up_its_retry_wait() -> None:
+    reported = threading.Event()
+    errors: list[BaseException] = []
+
+    class Failures:
+        @hookimpl
+        def graflow_task_failed(self, task_id: str, error: BaseException) -> None:
+            if task_id == "patient":
+                errors.append(error)
+                reported.set()
+
+    def patient() -> None:
+        raise OSError("down")
+
+    with workflow("abandoned") as wf:
+        (TaskWrapper("patient", patient, retries=1, retry_delay=600) | TaskWrapper("quick", lambda: 1)).with_execution(
+            CoordinationBackend.THREADING, group_timeout=0.3
+        )
+    with pytest.raises(TaskTimeoutError, match="timed out after 0.3s"):
+        wf.execute(engine=WorkflowEngine(plugins=[Failures()]))
+    assert reported.wait(30), "the member kept waiting out its 600 s retry delay after the run ended"
+    assert "the run ended while attempt 2 waited" in "\n".join(errors[0].__notes__)
+
+
 class _NullLog:
     def warning(self, *args: Any, **kwargs: Any) -> None: ...
 

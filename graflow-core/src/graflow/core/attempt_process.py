@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +119,9 @@ def _run_child(
 
 
 def _child_main(payload: bytes, result_w: Connection, life_r: Connection) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides (a worker stops
+    # gracefully, letting its tasks finish), so the attempt must not die of KeyboardInterrupt first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(life_r,), name="graflow-lifeline", daemon=True).start()
     request = remote.loads_request(payload, None, check_versions=False)
     outcome = remote.run_request(request, once=True)
