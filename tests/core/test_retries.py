@@ -416,7 +416,7 @@ def test_a_member_abandoned_by_its_group_gives_up_its_retry_wait() -> None:
         (TaskWrapper("patient", patient, retries=1, retry_delay=600) | TaskWrapper("quick", lambda: 1)).with_execution(
             CoordinationBackend.THREADING, group_timeout=0.3
         )
-    with pytest.raises(TaskTimeoutError, match="timed out after 0.3s"):
+    with pytest.raises(TaskTimeoutError, match=r"timed out after 0\.3s"):
         wf.execute(engine=WorkflowEngine(plugins=[Failures()]))
     assert reported.wait(30), "the member kept waiting out its 600 s retry delay after the run ended"
     assert "the run ended while attempt 2 waited" in "\n".join(errors[0].__notes__)
