@@ -515,15 +515,17 @@ def report_of(recorder: RunRecorder, context: Any, error: BaseException | None, 
 
 
 def test_retries_and_cache_hits_reach_the_report_through_their_hooks() -> None:
-    """The hooks other features add: called here the way the engine will call them."""
+    """The retry and cache hooks, called the way the engine calls them (a member run elsewhere
+    reports its attempts only with its outcome: "e" below)."""
     recorder, context, _ = run_recorded(lambda: TaskWrapper("a", lambda: 1) >> TaskWrapper("b", lambda: 2))
     boom = OSError("flaky disk")
     recorder.graflow_task_started(task_id="c", cycle=1)
     recorder.graflow_task_retrying(task_id="c", cycle=1, attempt=1, delay_s=0.5, error=boom)
     recorder.graflow_task_retrying(task_id="c", cycle=1, attempt=2, delay_s=1.0, error=boom)
-    recorder.graflow_task_succeeded(task_id="c", cycle=1, duration_s=0.25, worker_id=None)
+    recorder.graflow_task_succeeded(task_id="c", cycle=1, duration_s=0.25, worker_id=None, attempts=3)
     recorder.graflow_task_cache_hit(task_id="d", cycle=1, key="abc123")
-    recorder.graflow_task_succeeded(task_id="d", cycle=1, duration_s=0.0, worker_id="w-7")
+    recorder.graflow_task_succeeded(task_id="d", cycle=1, duration_s=0.0, worker_id="w-7", attempts=1)
+    recorder.graflow_task_failed(task_id="e", cycle=1, duration_s=0.1, error=boom, worker_id="w-8", attempts=4)
     report = report_of(recorder, context, None, "succeeded")
     assert report["tasks"]["c"] | {"started_at": None, "finished_at": None} == {
         "status": "succeeded", "attempts": 3, "retries": 2, "cycles": 1, "duration_s": 0.25, "worker": None,
@@ -532,7 +534,8 @@ def test_retries_and_cache_hits_reach_the_report_through_their_hooks() -> None:
     }  # fmt: skip
     assert report["tasks"]["d"]["status"] == "cache_hit" and report["tasks"]["d"]["worker"] == "w-7"
     assert report["summary"]["cache_hit"] == 1
-    assert recorder.snapshot()[4] == 2  # retried, for the display
+    assert (report["tasks"]["e"]["attempts"], report["tasks"]["e"]["retries"]) == (4, 3)
+    assert recorder.snapshot()[4] == 2  # retried, for the display (seen as they happened)
 
 
 def test_a_recorder_registers_on_an_engine_whose_specs_lack_the_optional_hooks() -> None:

@@ -252,6 +252,18 @@ def test_next_task_with_a_workflow_task_a_new_taskwrapper_and_an_id(handler: Doc
     assert isinstance(ctx.graph.nodes["made_inside"], TaskWrapper)
 
 
+def test_a_task_made_in_the_container_keeps_its_retry_options(handler: DockerTaskHandler) -> None:
+    def steer(context: TaskExecutionContext) -> str:
+        context.next_task(TaskWrapper("retried", lambda: "ok", retries=2, retry_delay=0.01, retry_on=OSError))
+        return "steered"
+
+    _, ctx = run_one(handler, steer, inject_context=True)
+    made = ctx.graph.nodes["retried"]
+    assert isinstance(made, TaskWrapper) and made.attempts is not None
+    assert (made.attempts.retries, made.attempts.retry_delay, made.attempts.retry_on) == (2, 0.01, (OSError,))
+    assert ctx.get_result("retried") == "ok"
+
+
 def test_next_iteration_inside_loops_on_the_host(handler: DockerTaskHandler) -> None:
     def count(context: TaskExecutionContext, n: int = 0) -> int:
         if n < 2:
@@ -338,6 +350,24 @@ def test_timeout_kills_and_removes_the_container(fake_docker: Any) -> None:
     assert isinstance(info.value.original, TaskTimeoutError)
     assert "timeout of 0.5s" in str(info.value.original)
     assert fake_docker.created[0].removed
+
+
+def test_a_tasks_own_timeout_kills_each_attempts_container(fake_docker: Any) -> None:
+    """``@task(timeout=)`` is enforced by the handler (the shorter of its and the task's timeout)."""
+    handler = DockerTaskHandler(image=IMAGE, client=fake_docker, timeout=300)
+    assert handler.enforces_timeout and handler.supports_timeout
+
+    def slow() -> None:
+        import time
+
+        time.sleep(30)
+
+    with pytest.raises(TaskExecutionError) as info:
+        run_one(handler, slow, timeout=0.5, retries=1, retry_delay=0)
+    assert isinstance(info.value.original, TaskTimeoutError)
+    assert "timeout of 0.5s" in str(info.value.original)
+    assert len(fake_docker.created) == 2  # a fresh container per attempt, each killed and removed
+    assert all(container.removed for container in fake_docker.created)
 
 
 def test_oom_kill_is_reported_as_oom(fake_docker: Any) -> None:

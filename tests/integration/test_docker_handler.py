@@ -233,6 +233,13 @@ def test_timeout_raises_task_timeout_error_and_removes_the_container(docker_imag
     assert time.monotonic() - started < 20
 
 
+def test_a_tasks_own_timeout_kills_its_container_and_a_retry_gets_a_fresh_one(docker_image: str) -> None:
+    """``@task(timeout=2, retries=1)`` on a handler without a timeout of its own."""
+    error = error_of(DockerTaskHandler(image=docker_image), lambda: time.sleep(60), timeout=2, retries=1, retry_delay=0)
+    assert isinstance(error, TaskTimeoutError) and "timeout of 2.0s" in str(error)
+    assert "failed after 2 attempts" in "\n".join(error.__notes__)  # no_leftover_containers checks the rest
+
+
 @pytest.mark.slow
 def test_memory_limit_oom_is_reported_as_oom(docker_image: str) -> None:
     handler = DockerTaskHandler(image=docker_image, mem_limit="64m", run_options={"memswap_limit": "64m"})

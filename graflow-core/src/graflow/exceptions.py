@@ -22,10 +22,26 @@ class GraflowError(Exception):
 
 
 def _rebuild_error(cls: type[GraflowError], args: tuple[object, ...], state: dict[str, object]) -> GraflowError:
-    error = cls.__new__(cls)
+    try:
+        error = cls.__new__(cls)
+    except TypeError:
+        # Two builtin bases with different layouts (TaskTimeoutError: RuntimeError and TimeoutError,
+        # an OSError): only the larger one's __new__ is safe; the first builtin base that accepts wins.
+        error = _builtin_new(cls)
     error.args = args
     error.__dict__.update(state)
     return error
+
+
+def _builtin_new(cls: type[GraflowError]) -> GraflowError:
+    for base in cls.__mro__:
+        if base.__module__ == "builtins" and base is not object:
+            try:
+                made: GraflowError = base.__new__(cls)  # type: ignore[call-overload]
+            except TypeError:
+                continue
+            return made
+    raise TypeError(f"cannot rebuild {cls.__name__} after pickling")
 
 
 # --- plugins and names -----------------------------------------------------------------------------
@@ -182,6 +198,20 @@ class ParallelGroupError(ExecutionError):
 
 class TaskTimeoutError(ExecutionError, TimeoutError):
     """A task (or a group) ran longer than its configured timeout."""
+
+
+class TimeoutNotSupportedError(GraflowError, ValueError):
+    """A task has ``timeout=`` but the handler that runs it cannot stop it at the deadline."""
+
+    def __init__(self, task_id: str, handler: str, handler_type: str) -> None:
+        self.task_id = task_id
+        self.handler = handler
+        super().__init__(
+            f"task {task_id!r} has timeout= but its handler {handler!r} ({handler_type}) cannot honour a "
+            "timeout (its class does not set supports_timeout = True). Remove the timeout option, run the "
+            "task with a handler that supports it (e.g. 'direct'), or, if the handler runs the task in "
+            "this process, set supports_timeout = True on its class."
+        )
 
 
 class BackendAccessError(GraflowError, PermissionError):

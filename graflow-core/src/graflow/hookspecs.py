@@ -138,12 +138,20 @@ def graflow_task_started(run_id: str, session_id: str, task_id: str, cycle: int)
 
 @hookspec
 def graflow_task_succeeded(
-    run_id: str, session_id: str, task_id: str, cycle: int, duration_s: float, result: Any, worker_id: str | None
+    run_id: str,
+    session_id: str,
+    task_id: str,
+    cycle: int,
+    duration_s: float,
+    result: Any,
+    worker_id: str | None,
+    attempts: int,
 ) -> None:
     """A task returned normally.
 
     ``worker_id`` names the worker that ran it in another process (a group member on a Redis worker
-    or in a process pool); ``None`` when it ran in this process.
+    or in a process pool); ``None`` when it ran in this process. ``attempts`` counts the attempts it
+    took (1 without retries); ``duration_s`` spans all of them, retry delays included.
     """
 
 
@@ -156,10 +164,13 @@ def graflow_task_failed(
     duration_s: float,
     error: BaseException,
     worker_id: str | None,
+    attempts: int,
 ) -> None:
     """A task raised ``error``. Called before the run decides what the failure means.
 
     ``worker_id`` names the worker that ran it in another process, as for ``graflow_task_succeeded``.
+    With retries, called once, for the last attempt's error, after every retry was spent (or the
+    error was not retryable); ``attempts`` counts the attempts made.
     """
 
 
@@ -167,10 +178,16 @@ def graflow_task_failed(
 def graflow_task_retrying(
     run_id: str, session_id: str, task_id: str, cycle: int, attempt: int, delay_s: float, error: BaseException
 ) -> None:
-    """Attempt ``attempt`` (from 1) of a task raised ``error`` and will run again in ``delay_s`` seconds.
+    """Attempt ``attempt`` (1-based) of a task with ``retries`` failed with ``error`` and the task will
+    run again, as attempt ``attempt + 1`` of the same ``cycle``, after ``delay_s`` seconds.
 
-    Called in the thread that ran the attempt, before the delay; the task's final outcome is still
-    reported once, by ``graflow_task_succeeded`` or ``graflow_task_failed``.
+    Called in the process and thread that runs the task's execution, before the delay (with a
+    ``timeout``, the attempt itself ran in a helper thread or child process); not called for the last
+    attempt (``graflow_task_failed`` reports that) nor for an error that is not retried. For a member
+    run by a worker or a process pool it is not called on the submitting side: the worker logs
+    ``task_retrying`` and the attempt count arrives with the outcome (``graflow_task_succeeded`` /
+    ``graflow_task_failed``'s ``attempts``). An exception raised here is logged
+    (``task_retrying_hook_failed``) and noted on the task's error; the retry goes ahead.
     """
 
 

@@ -38,7 +38,10 @@ PROTOCOL = 1
 RUNNER_PATH = Path(__file__).with_name("_runner.py")
 RUNNER_MODULE = "_graflow_runner"
 _JSON_OPS = frozenset({"set", "delete", "clear", "increment", "append"})
-_NEW_TASK_OPTIONS = frozenset({"inject_context", "handler", "max_cycles", "kwargs"})
+_NEW_TASK_OPTIONS = frozenset(
+    {"inject_context", "handler", "max_cycles", "kwargs"}
+    | {"retries", "retry_delay", "backoff", "max_delay", "jitter", "retry_on", "timeout"}
+)
 
 
 def host_versions() -> dict[str, str]:

@@ -78,9 +78,13 @@ class TaskWrapper:
         max_cycles: int | None = None,
         kwargs: dict[str, Any] | None = None,
         register: bool = True,
+        **attempt_options: Any,
     ) -> None:
         if not callable(func):
             raise TypeError(f"task {task_id!r}: {func!r} is not callable")
+        unknown = set(attempt_options) - ATTEMPT_OPTIONS
+        if unknown:
+            raise TypeError(f"task {task_id!r}: unknown options {sorted(unknown)}")
         self.task_id = task_id
         self.func = func
         self.options = {
@@ -88,6 +92,7 @@ class TaskWrapper:
             "handler": handler,
             "max_cycles": max_cycles,
             "kwargs": dict(kwargs or {}),
+            **attempt_options,  # retries/timeout: validated by the real TaskWrapper on the host
         }
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -98,6 +103,9 @@ class TaskWrapper:
 
     def __repr__(self) -> str:
         return f"TaskWrapper({self.task_id!r})"
+
+
+ATTEMPT_OPTIONS = frozenset({"retries", "retry_delay", "backoff", "max_delay", "jitter", "retry_on", "timeout"})
 
 
 def _new_task(task_id: str, func: Callable[..., Any], options: dict[str, Any]) -> TaskWrapper:
@@ -111,6 +119,7 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
+    **attempt_options: Any,
 ) -> Any:
     """Stand-in for ``graflow.task`` inside the container."""
     if callable(func_or_id):
@@ -124,6 +133,7 @@ def task(
             inject_context=inject_context,
             handler=handler,
             max_cycles=max_cycles,
+            **attempt_options,
         )
 
     return decorate

@@ -63,7 +63,13 @@ class DockerTaskHandler(TaskHandler):
     Register named variants with ``engine.register_handler("py311", DockerTaskHandler(image=...))``;
     the ``docker`` handler name comes from the plugin, with its image from the engine config
     ``docker_image`` or ``GRAFLOW_DOCKER_IMAGE``. The options are :class:`ContainerOptions` fields.
+
+    ``@task(timeout=...)`` is enforced here: each attempt's container is killed at the shorter of
+    the task's timeout and the handler's own ``timeout``, with ``TaskTimeoutError``.
     """
+
+    supports_timeout = True
+    enforces_timeout = True
 
     def __init__(
         self,
@@ -198,7 +204,7 @@ class DockerTaskHandler(TaskHandler):
                 rules=self._rules,
                 json_output=safe,
             )
-            ended = self._run_container(task.task_id, tctx.session_id, io_dir)
+            ended = self._run_container(task.task_id, tctx.session_id, io_dir, self._timeout_for(task))
             outcome = read_outcome(io_dir, task.task_id, tasks, safe) if ended is None else None
         finally:
             if self.options.forward_output:
@@ -216,7 +222,13 @@ class DockerTaskHandler(TaskHandler):
             raise self._no_outcome_error(task.task_id, ended or _Exit(-1), stderr_tail)
         return self._apply(outcome, task.task_id, tctx, channel)
 
-    def _run_container(self, task_id: str, session_id: str, io_dir: str) -> _Exit | None:
+    def _timeout_for(self, task: TaskWrapper) -> float | None:
+        """The container's deadline: the handler's ``timeout`` or the task's (``@task(timeout=)``), the shorter."""
+        options = getattr(task, "attempts", None)
+        limits = [t for t in (self.options.timeout, getattr(options, "timeout", None)) if t is not None]
+        return min(limits) if limits else None
+
+    def _run_container(self, task_id: str, session_id: str, io_dir: str, timeout: float | None) -> _Exit | None:
         """Create, start, wait, remove. ``None`` when the runner wrote its outcome."""
         import docker.errors
         import requests.exceptions
@@ -236,14 +248,14 @@ class DockerTaskHandler(TaskHandler):
             _cleanup.track(container)
             container.start()
             try:
-                status = container.wait(timeout=self.options.timeout)
+                status = container.wait(timeout=timeout)
             except requests.exceptions.RequestException as exc:
-                if self.options.timeout is None:
+                if timeout is None:
                     raise DockerUnavailableError(f"lost the Docker daemon while task {task_id!r} ran: {exc}") from exc
                 if os.path.exists(os.path.join(io_dir, "out")):
                     return None  # the task had returned; what outlived it is removed with the container
                 raise TaskTimeoutError(
-                    f"task {task_id!r} ran longer than its Docker timeout of {self.options.timeout}s "
+                    f"task {task_id!r} ran longer than its Docker timeout of {timeout}s "
                     f"(image {image!r}); its container was killed and removed"
                 ) from None
             if os.path.exists(os.path.join(io_dir, "out")):

@@ -62,6 +62,7 @@ class MemberOutcome:
     duration_s: float = 0.0
     worker_id: str | None = None
     cache_hit: str | None = None  # the cache key, when the result came from the result cache there
+    attempts: int = 1  # attempts the member took (retries); last, so positional construction keeps working
 
 
 class MemberRunner(Protocol):

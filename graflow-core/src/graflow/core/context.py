@@ -82,6 +82,8 @@ class ExecutionContext:
         self.current_task: TaskSpec | None = None
         self.finished = False
         self.active_run: Any = None  # the engine's run in progress (the result cache reads its settings)
+        # Set by the engine for each run: who hears about retries (graflow.core.attempts.AttemptObserver).
+        self.attempt_observer: Any = None
 
     @classmethod
     def create(
@@ -200,6 +202,7 @@ class TaskExecutionContext:
     """
 
     __slots__ = (
+        "_attempts",  # attempts made, set only for tasks with retries/timeout (graflow.core.attempts)
         "_checkpoints",
         "_control",
         "_control_task",
@@ -212,6 +215,7 @@ class TaskExecutionContext:
         "execution_context",
         "task_id",
     )
+    _attempts: int  # unset unless the task has retries/timeout: plain tasks pay nothing for it
 
     def __init__(self, execution_context: Any, task_id: str, cycle_count: int, data: Any = NO_DATA) -> None:
         self.execution_context = execution_context

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from graflow.core.attempt_options import TIMED_TASKS
+from graflow.core.attempts import AttemptObserver, attempts_made, check_timeout_handlers
 from graflow.core.context import ExecutionContext, TaskExecutionContext
 from graflow.core.execution import execute
 from graflow.core.graph import ACTIVE_GRAPH, TaskGraph
@@ -101,12 +103,16 @@ class WorkflowEngine:
             )
         token = ACTIVE_GRAPH.set(None)  # tasks built while running must not attach themselves to a workflow
         error: BaseException | None = None
+        observer = AttemptObserver(run_id, context.session_id, rlog, hooks["graflow_task_retrying"])
+        outer_observer, context.attempt_observer = context.attempt_observer, observer
         try:
             return _Run(self, context, run_id, rlog).loop()
         except BaseException as exc:
             error = exc
             raise
         finally:
+            observer.stop.set()  # members still waiting out a retry delay (an abandoned group) give up
+            context.attempt_observer = outer_observer
             ACTIVE_GRAPH.reset(token)
             duration = time.perf_counter() - started
             if error is None:
@@ -151,6 +157,8 @@ class _Run(GroupRunning):
         self.reachable = graph.reachable_from([*ctx.start_nodes, *pending_ids, *ctx.completed])
         default_cycles = ctx.config.get("max_cycles", engine.config.get("max_cycles"))
         self.default_max_cycles: int | None = int(default_cycles) if default_cycles else None
+        if TIMED_TASKS:  # a timeout its handler cannot honour fails now, before any task runs
+            check_timeout_handlers(engine.handler, graph.nodes)
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -192,7 +200,7 @@ class _Run(GroupRunning):
                         try:
                             result = execute(handler, task, tctx)
                         except Exception as exc:  # KeyboardInterrupt and SystemExit pass through unwrapped
-                            self._failed(task_id, cycle, perf_counter() - t0, exc)
+                            self._failed(task_id, cycle, perf_counter() - t0, exc, attempts_made(task, tctx))
                             raise TaskExecutionError(task_id, exc) from exc
                 elif isinstance(task, ParallelGroup):
                     result = self.run_group(task, tctx)
@@ -222,14 +230,17 @@ class _Run(GroupRunning):
         try:
             result = execute(handler, task, tctx)
         except Exception as exc:  # KeyboardInterrupt and SystemExit pass through unwrapped
-            self._failed(task_id, cycle, time.perf_counter() - t0, exc)
+            self._failed(task_id, cycle, time.perf_counter() - t0, exc, attempts_made(task, tctx))
             raise TaskExecutionError(task_id, exc) from exc
-        self._succeeded(task_id, cycle, time.perf_counter() - t0, result)
+        self._succeeded(task_id, cycle, time.perf_counter() - t0, result, attempts_made(task, tctx))
         return result
 
-    def _succeeded(self, task_id: str, cycle: int, duration: float, result: Any, worker_id: str | None = None) -> None:
+    def _succeeded(
+        self, task_id: str, cycle: int, duration: float, result: Any, attempts: int = 1, worker_id: str | None = None
+    ) -> None:
         if self.debug:
-            self.rlog.debug("task_succeeded", task_id=task_id, cycle=cycle, duration_s=round(duration, 6))
+            extra = {"attempts": attempts} if attempts != 1 else {}
+            self.rlog.debug("task_succeeded", task_id=task_id, cycle=cycle, duration_s=round(duration, 6), **extra)
         if self.on_succeeded is not None:
             self.on_succeeded(
                 run_id=self.run_id,
@@ -239,10 +250,17 @@ class _Run(GroupRunning):
                 duration_s=duration,
                 result=result,
                 worker_id=worker_id,
+                attempts=attempts,
             )
 
     def _failed(
-        self, task_id: str, cycle: int, duration: float, exc: BaseException, worker_id: str | None = None
+        self,
+        task_id: str,
+        cycle: int,
+        duration: float,
+        exc: BaseException,
+        attempts: int = 1,
+        worker_id: str | None = None,
     ) -> None:
         self.rlog.error(
             "task_failed",
@@ -250,6 +268,7 @@ class _Run(GroupRunning):
             cycle=cycle,
             duration_s=round(duration, 6),
             error=f"{type(exc).__name__}: {exc}",
+            **({"attempts": attempts} if attempts != 1 else {}),
         )
         if self.on_failed is not None:
             try:
@@ -261,6 +280,7 @@ class _Run(GroupRunning):
                     duration_s=duration,
                     error=exc,
                     worker_id=worker_id,
+                    attempts=attempts,
                 )
             except Exception as hook_error:  # the task's own error is what the caller must get
                 self.rlog.error(

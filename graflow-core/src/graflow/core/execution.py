@@ -21,19 +21,34 @@ def execute(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext)
     Other handlers see the execution through ``task.run()``; their result is what they returned,
     else what they recorded with ``context.set_result``, else ``None`` (spec section 4 shows both).
     A task with ``cache`` on goes through :func:`graflow.cache.runtime.run_cached`, which calls
-    :func:`execute_uncached` on a miss; a task without it pays this one attribute check.
+    :func:`execute_uncached` on a miss (so a hit makes no attempt and a miss stores the final
+    result); a task with retries or a timeout goes through :func:`graflow.core.attempts.run_attempts`,
+    which calls :func:`execute_once` per attempt. A plain task pays two attribute checks.
     """
     if task._cache is not None:
         return run_cached(handler, task, tctx, execute_uncached)
+    if task.attempts is not None:
+        return attempts.run_attempts(handler, task, tctx)
     if type(handler) is DirectTaskHandler:
         return task.invoke(tctx)
-    return execute_uncached(handler, task, tctx)
+    return _through_handler(handler, task, tctx)
 
 
 def execute_uncached(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
-    """:func:`execute` without the cache: the handler call itself."""
+    """:func:`execute` without the cache: every attempt the task's retries allow."""
+    if task.attempts is not None:
+        return attempts.run_attempts(handler, task, tctx)
+    return execute_once(handler, task, tctx)
+
+
+def execute_once(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
+    """One attempt: :func:`execute` without retries and timeout."""
     if type(handler) is DirectTaskHandler:
         return task.invoke(tctx)
+    return _through_handler(handler, task, tctx)
+
+
+def _through_handler(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
     ectx = tctx.execution_context
     results = ectx.results
     previous = results.pop(task.task_id, _UNSET)
@@ -49,3 +64,7 @@ def execute_uncached(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutio
     if returned is not None:
         return returned
     return results.get(task.task_id)
+
+
+# Last, as a module: attempts imports execute_once from here, and either module may be imported first.
+from graflow.core import attempts  # noqa: E402

@@ -13,6 +13,7 @@ from graflow.cache.runtime import report_shipped_hit
 from graflow.cache.runtime import shipping_config as cache_shipping_config
 from graflow.channels.views import apply_channel_ops
 from graflow.coordination.base import MemberOutcome, MemberRun
+from graflow.core.attempts import attempts_made
 from graflow.core.context import ExecutionContext, TaskExecutionContext
 from graflow.core.execution import execute
 from graflow.core.remote import RemoteRequest
@@ -46,11 +47,19 @@ class GroupRunning:
     default_max_cycles: int | None
 
     def _failed(
-        self, task_id: str, cycle: int, duration: float, exc: BaseException, worker_id: str | None = None
+        self,
+        task_id: str,
+        cycle: int,
+        duration: float,
+        exc: BaseException,
+        attempts: int = 1,
+        worker_id: str | None = None,
     ) -> None:
         raise NotImplementedError
 
-    def _succeeded(self, task_id: str, cycle: int, duration: float, result: Any, worker_id: str | None = None) -> None:
+    def _succeeded(
+        self, task_id: str, cycle: int, duration: float, result: Any, attempts: int = 1, worker_id: str | None = None
+    ) -> None:
         raise NotImplementedError
 
     def _execute_observed(self, handler: Any, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
@@ -163,13 +172,22 @@ class GroupRunning:
             ctx.results.pop(outcome.task_id, None)
             ctx.completed.discard(outcome.task_id)
             if outcome.worker_id is not None:  # in-process members reported this already
-                self._failed(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.error, outcome.worker_id)
+                self._failed(
+                    outcome.task_id,
+                    outcome.cycle,
+                    outcome.duration_s,
+                    outcome.error,
+                    outcome.attempts,
+                    outcome.worker_id,
+                )
             return None
         ctx.results[outcome.task_id] = outcome.result
         if outcome.cache_hit is not None:  # came from the cache in another process
             report_shipped_hit(self, outcome.task_id, outcome.cycle, outcome.cache_hit)
         if outcome.worker_id is not None:
-            self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result, outcome.worker_id)
+            self._succeeded(
+                outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result, outcome.attempts, outcome.worker_id
+            )
         for task, goto in outcome.next_tasks:
             parent.next_task(_local_twin(ctx.graph, task), goto=goto)
         if outcome.control is not None:
@@ -233,6 +251,8 @@ class MemberRunner:
         r = self._run
         outcome = MemberOutcome(run.task_id, run.cycle)
         t0 = time.perf_counter()
+        member: Executable | None = None
+        tctx: TaskExecutionContext | None = None
         try:
             member = self._member(run.task_id)
             tctx = TaskExecutionContext(self.context, run.task_id, run.cycle, run.data)
@@ -248,11 +268,17 @@ class MemberRunner:
                 raise GraflowError(f"group member {run.task_id!r} is not executable: {member!r}")
         except TaskExecutionError as exc:
             outcome.error = exc.original
+            if tctx is not None:
+                outcome.attempts = attempts_made(member, tctx)
             return outcome
         except BaseException as exc:  # not reported yet (the observed path raises TaskExecutionError)
-            r._failed(run.task_id, run.cycle, time.perf_counter() - t0, exc)
+            if tctx is not None:
+                outcome.attempts = attempts_made(member, tctx)
+            r._failed(run.task_id, run.cycle, time.perf_counter() - t0, exc, outcome.attempts)
             outcome.error = exc
             return outcome
+        if type(member) is TaskWrapper and member.attempts is not None:  # one attribute check for plain members
+            outcome.attempts = attempts_made(member, tctx)
         outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
         outcome.iterate = tctx._iterate
         outcome.control = tctx._control

@@ -41,8 +41,9 @@ from graflow.channels.base import Channel
 from graflow.channels.memory import MemoryChannel
 from graflow.channels.views import JournalChannel
 from graflow.coordination.base import MemberOutcome
+from graflow.core.attempts import attempts_made
 from graflow.core.context import TaskExecutionContext
-from graflow.core.execution import execute
+from graflow.core.execution import execute, execute_once
 from graflow.core.handler import TaskHandler
 from graflow.core.task import TaskWrapper, find_by_name
 from graflow.exceptions import PayloadRejectedError, RemoteTaskError, SerializationError
@@ -302,6 +303,8 @@ class RemoteExecutionContext:
         self.graph = None
         self.cache_config: dict[str, Any] | None = None  # set for a cached task (graflow.cache.runtime)
         self.cache_hit: str | None = None  # the key, when the result came from the cache
+        # The request being run: a timed attempt re-runs it in a child process it can kill (attempt_process).
+        self.request: RemoteRequest | None = None
 
     def set_result(self, task_id: str, value: Any) -> None:
         self.results[task_id] = value
@@ -317,8 +320,12 @@ class RemoteExecutionContext:
         return self.channel
 
 
-def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberOutcome:
-    """Execute a request here, with the handler the task names (from this process's plugins)."""
+def run_request(request: RemoteRequest, worker_id: str | None = None, *, once: bool = False) -> MemberOutcome:
+    """Execute a request here, with the handler the task names (from this process's plugins).
+
+    Retries and timeouts apply here (``outcome.attempts`` counts the attempts); ``once`` runs a
+    single attempt without them: what the child process of a timed attempt does.
+    """
     from graflow.plugins.manager import default_host
 
     started = time.perf_counter()
@@ -326,10 +333,12 @@ def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberO
     journal: JournalChannel | None = None
     on_finished: Any = None
     where: dict[str, Any] = {}
+    tctx: TaskExecutionContext | None = None
     try:
         host = default_host()
-        on_started = host.lifecycle["graflow_remote_started"]
-        on_finished = host.lifecycle["graflow_remote_finished"]
+        # A timed attempt's child (``once``) runs inside an execution the parent already reports.
+        on_started = None if once else host.lifecycle["graflow_remote_started"]
+        on_finished = None if once else host.lifecycle["graflow_remote_finished"]
         if on_started is not None or on_finished is not None:
             where = {
                 "context": request.context,
@@ -352,7 +361,11 @@ def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberO
         tctx._kwargs = request.kwargs
         task = request.task
         handler = request.handler or host.get("handler", task.handler).factory(request.channel_config)
-        outcome.result = execute(handler, task, tctx)
+        if once:
+            outcome.result = execute_once(handler, task, tctx)
+        else:
+            rctx.request = request
+            outcome.result = execute(handler, task, tctx)
         outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
         outcome.iterate = tctx._iterate
         outcome.control = tctx._control
@@ -361,6 +374,8 @@ def run_request(request: RemoteRequest, worker_id: str | None = None) -> MemberO
     except BaseException as exc:  # reported to the run, never lost
         exc.add_note(f"Traceback in the process that ran the task (pid {os.getpid()}):\n{traceback.format_exc()}")
         outcome.error = exc
+    if tctx is not None and request.task.attempts is not None:
+        outcome.attempts = attempts_made(request.task, tctx)
     if journal is not None:
         outcome.channel_ops = journal.ops
     outcome.duration_s = time.perf_counter() - started

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from graflow.core.attempt_options import AttemptOptions, register_timed
 from graflow.core.graph import ACTIVE_GRAPH, TaskGraph
 from graflow.exceptions import GraflowError, MissingParameterError
 from graflow.queue.base import NO_DATA
@@ -89,9 +90,14 @@ class TaskWrapper(Executable):
     ``cache=True`` (or ``cache_key=fn``, with ``cache_ttl`` seconds and ``cache_store`` by name)
     returns a stored result instead of running when the function's code and the resolved arguments
     match an earlier execution (graflow-core README, "Result caching").
+
+    ``retries``, ``retry_delay``, ``backoff``, ``max_delay``, ``jitter``, ``retry_on`` and ``timeout``
+    make :attr:`attempts` (see :class:`graflow.core.attempt_options.AttemptOptions`); it stays
+    ``None`` when there is nothing to do (no retries, no timeout), which keeps the plain task's path free.
     """
 
     _cache: CacheSpec | None = None  # tasks unpickled from before caching existed have none
+    attempts: AttemptOptions | None = None  # class default: pickles written before the option existed
 
     def __init__(
         self,
@@ -103,6 +109,13 @@ class TaskWrapper(Executable):
         max_cycles: int | None = None,
         kwargs: Mapping[str, Any] | None = None,
         register: bool = True,
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        backoff: float = 2.0,
+        max_delay: float | None = None,
+        jitter: bool = True,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        timeout: float | None = None,
         cache: bool | None = None,
         cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
         cache_ttl: float | None = None,
@@ -120,6 +133,19 @@ class TaskWrapper(Executable):
         self.handler = handler or DEFAULT_HANDLER
         self.max_cycles = max_cycles
         self.kwargs: dict[str, Any] = dict(kwargs or {})
+        options = AttemptOptions.build(
+            task_id,
+            retries=retries,
+            retry_delay=retry_delay,
+            backoff=backoff,
+            max_delay=max_delay,
+            jitter=jitter,
+            retry_on=retry_on,
+            timeout=timeout,
+        )  # validated even when unused: a typo fails at declaration
+        self.attempts = options if options.retries or options.timeout is not None else None
+        if timeout is not None:
+            register_timed(self)
         self._params, self._var_kwargs = self._inspect(func, inject_context)
         self._cache: CacheSpec | None = None
         if cache or cache_key is not None or cache_ttl is not None or cache_store is not None:
@@ -255,6 +281,9 @@ class TaskWrapper(Executable):
         """The parameters travel with the function (inspecting a signature per delivery costs a worker
         ~12 µs a task); pickles written before they did are inspected here."""
         self.__dict__.update(state)
+        attempts = state.get("attempts")
+        if attempts is not None and attempts.timeout is not None:
+            register_timed(self)
         if "_params" not in state:
             self._params, self._var_kwargs = self._inspect(self.func, self.inject_context)
 

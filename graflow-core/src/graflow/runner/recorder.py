@@ -3,9 +3,6 @@
 It keeps one :class:`TaskRecord` per task (what the run report lists) and running counts (what the
 progress display shows), and tells a listener about each event. Hooks run in the thread that ran
 the task (a group's member threads too), so every update holds one lock.
-
-The retry and cache hooks are marked ``optionalhook``: the recorder registers on an engine whose
-hookspecs do not have them yet, and observes them once they exist.
 """
 
 from __future__ import annotations
@@ -118,6 +115,12 @@ class RunRecorder:
             record.attempts = 1
         record.cycles = max(record.cycles, cycle)
 
+    def _count_attempts(self, record: TaskRecord, attempts: int) -> None:
+        """Retries of a member run elsewhere are not seen as they happen: its outcome's count says them."""
+        if attempts > record.attempts:
+            record.retries += attempts - record.attempts
+            record.attempts = attempts
+
     def snapshot(self) -> tuple[int, int, int, int, int, list[str]]:
         """``(done, total, running, failed, retried, running task ids)`` for the display."""
         with self.lock:
@@ -164,11 +167,14 @@ class RunRecorder:
         self.listener.on_event("task_started", record, {"cycle": cycle})
 
     @hookimpl
-    def graflow_task_succeeded(self, task_id: str, cycle: int, duration_s: float, worker_id: str | None) -> None:
+    def graflow_task_succeeded(
+        self, task_id: str, cycle: int, duration_s: float, worker_id: str | None, attempts: int
+    ) -> None:
         with self.lock:
             record = self.record_for(task_id)
             hit = record.status == CACHE_HIT and record.cycle == cycle
             self._begin_cycle(record, cycle)
+            self._count_attempts(record, attempts)
             record.status = CACHE_HIT if hit else SUCCEEDED
             record.duration_s += duration_s
             record.finished_at = time.time()
@@ -182,12 +188,13 @@ class RunRecorder:
 
     @hookimpl
     def graflow_task_failed(
-        self, task_id: str, cycle: int, duration_s: float, error: BaseException, worker_id: str | None
+        self, task_id: str, cycle: int, duration_s: float, error: BaseException, worker_id: str | None, attempts: int
     ) -> None:
         info = error_info(error)  # formatted now, while the traceback is the task's own
         with self.lock:
             record = self.record_for(task_id)
             self._begin_cycle(record, cycle)
+            self._count_attempts(record, attempts)
             record.status = FAILED
             record.duration_s += duration_s
             record.finished_at = time.time()
@@ -199,7 +206,7 @@ class RunRecorder:
             self.failed.add(task_id)
         self.listener.on_event("task_failed", record, {"cycle": cycle, "error": error})
 
-    @hookimpl(optionalhook=True)
+    @hookimpl
     def graflow_task_retrying(
         self, task_id: str, cycle: int, attempt: int, delay_s: float, error: BaseException
     ) -> None:
@@ -213,7 +220,7 @@ class RunRecorder:
             "task_retrying", record, {"cycle": cycle, "attempt": attempt, "delay_s": delay_s, "error": error}
         )
 
-    @hookimpl(optionalhook=True)
+    @hookimpl
     def graflow_task_cache_hit(self, task_id: str, cycle: int, key: str) -> None:
         with self.lock:
             record = self.record_for(task_id)
