@@ -19,7 +19,7 @@ from graflow import (
     workflow,
 )
 from graflow.core.handler import DirectTaskHandler
-from graflow.exceptions import GraflowError, MaxStepsExceededError, TaskExecutionError, UnknownNameError
+from graflow.exceptions import MaxStepsExceededError, TaskExecutionError, UnknownNameError
 from graflow.plugins.manager import PluginHost
 
 
@@ -162,10 +162,11 @@ def test_register_handler_rejects_non_handlers() -> None:
         WorkflowEngine().register_handler("x", object())  # type: ignore[arg-type]
 
 
-def test_task_run_outside_a_handler_says_how_to_call_it() -> None:
-    t = TaskWrapper("loose", lambda: 1)
-    with pytest.raises(GraflowError, match="call the task object directly"):
-        t.run()
+def test_task_run_outside_any_run_calls_the_function() -> None:
+    # Upstream Graflow 0.2's first example is ``hello.run()`` at top level (issue 12).
+    t = TaskWrapper("loose", lambda x=1: x)
+    assert t.run() == 1
+    assert t.run(x=5) == 5
     assert t() == 1
 
 

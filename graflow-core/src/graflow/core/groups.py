@@ -169,7 +169,7 @@ class GroupRunning:
         if not failures:
             return
         failed = [(task_id, f"{type(exc).__name__}: {exc}") for task_id, exc in failures.items()]
-        if policy.should_fail(failed, list(successes)):
+        if policy.check_group(group, failures, list(successes), self.ctx):
             listing = "; ".join(f"{t} ({m})" for t, m in failed)
             raise ParallelGroupError(
                 f"parallel group {group.task_id!r} failed under policy {policy.describe()}: "

@@ -10,6 +10,7 @@ import importlib
 import inspect
 import itertools
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -190,22 +191,62 @@ class TaskWrapper(Executable):
             return self.func()
         return self.func(**self.resolve_kwargs(ctx))
 
-    def run(self, **overrides: Any) -> Any:
+    def run(self, *args: Any, **overrides: Any) -> Any:
         """Run the function for the execution in progress; handlers call this (spec section 4).
 
         ``overrides`` are keyword arguments that win over the resolved ones, e.g. a handler choosing
-        the device: ``task.run(device=f"cuda:{gpu_id}")``.
+        the device: ``task.run(device=f"cuda:{gpu_id}")``. Outside any run (a test, a REPL) it runs
+        the function once with ``args`` and ``overrides``, as upstream Graflow 0.2 does.
         """
-        from graflow.core.context import current_task_context
+        from graflow.core.context import _CURRENT_TASK, current_task_context
 
-        ctx = current_task_context(self.task_id)
+        ctx = _CURRENT_TASK.get()
+        if ctx is None:
+            return self._run_alone(overrides, args)
+        if ctx.task_id != self.task_id:
+            ctx = current_task_context(self.task_id)  # raises, naming the task
+        if args:
+            raise TypeError(f"task {self.task_id!r}: run() inside a handler takes keyword overrides only")
         if not overrides:
             return self.invoke(ctx)
         kwargs = {**self.resolve_kwargs(ctx, overrides), **overrides}
         return self.func(ctx, **kwargs) if self.inject_context else self.func(**kwargs)
 
+    def _run_alone(self, kwargs: Mapping[str, Any], args: tuple[Any, ...] = ()) -> Any:
+        """``run()`` with no run in progress: the function once, in a throwaway one-task run's
+        context when it asks for one (not the hot path: handlers always run inside a run)."""
+        if not self.inject_context:
+            return self.func(*args, **kwargs)
+        from graflow.core.context import ExecutionContext, TaskExecutionContext
+
+        graph = TaskGraph()
+        graph.add_node(self)
+        tctx = TaskExecutionContext(ExecutionContext.create(graph, self.task_id), self.task_id, 1)
+        return self.func(tctx, *args, **kwargs)
+
+    def bind(self, task_id: str | None = None, **kwargs: Any) -> TaskWrapper:
+        """A new task running the same function with ``kwargs`` bound (explicit arguments win over
+        results and channel keys): ``fetch.bind("fetch_eu", region="eu")``. Without an id, one is
+        made from the function's name. It joins the active workflow like any new task."""
+        return TaskWrapper(
+            task_id or f"{self.task_id}_{uuid.uuid4().hex[:8]}",
+            self.func,
+            inject_context=self.inject_context,
+            handler=self.handler,
+            max_cycles=self.max_cycles,
+            kwargs={**self.kwargs, **kwargs},
+        )
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Upstream Graflow 0.2's task instances: ``fetch(task_id="fetch_eu", region="eu")``. Only a
+        # ``task_id`` keyword the function itself does not take selects this; otherwise a call is a
+        # plain call of the function (debugging without a run).
+        if "task_id" in kwargs and not args and not self._takes("task_id"):
+            return self.bind(kwargs.pop("task_id"), **kwargs)
         return self.func(*args, **kwargs)
+
+    def _takes(self, name: str) -> bool:
+        return self._var_kwargs or any(p.name == name for p in self._params)
 
     def __repr__(self) -> str:
         return f"TaskWrapper({self.task_id!r}, handler={self.handler!r})"
@@ -338,9 +379,26 @@ class ParallelGroup(Executable):
         self._named = True
         return self
 
-    def with_execution(self, backend: Any = None, max_workers: int | None = None, **options: Any) -> ParallelGroup:
+    def with_execution(
+        self,
+        backend: Any = None,
+        max_workers: int | None = None,
+        *,
+        policy: ErrorHandlingPolicy | str | None = None,
+        backend_config: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> ParallelGroup:
         """Choose how members run: ``CoordinationBackend.DIRECT | THREADING | MULTIPROCESSING | REDIS``
-        or any coordinator name a plugin registered. Extra ``options`` go to the coordinator."""
+        or any coordinator name a plugin registered. Extra ``options`` go to the coordinator.
+
+        Upstream Graflow 0.2's spellings work too: ``policy=`` is :meth:`with_policy`, and
+        ``backend_config={...}`` adds coordinator options (its ``thread_count`` is ``max_workers``).
+        """
+        if backend_config:
+            config = dict(backend_config)
+            if max_workers is None and "thread_count" in config:
+                max_workers = int(config.pop("thread_count"))
+            options = {**config, **options}
         if backend is not None:
             self.backend = str(getattr(backend, "value", backend))
         if max_workers is not None:
@@ -348,6 +406,8 @@ class ParallelGroup(Executable):
                 raise ValueError(f"max_workers must be >= 1, got {max_workers}")
             self.execution_options["max_workers"] = max_workers
         self.execution_options.update(options)
+        if policy is not None:
+            self.with_policy(policy)
         self._configured = True
         return self
 
@@ -383,3 +443,23 @@ def iter_tasks(items: Iterable[Executable]) -> Iterable[TaskWrapper]:
             yield from iter_tasks(item.members)
         elif isinstance(item, TaskWrapper):
             yield item
+
+
+def chain(*tasks: Executable) -> Executable:
+    """``chain(a, b, c)`` wires ``a >> b >> c`` (upstream Graflow 0.2's helper) and returns ``c``."""
+    if not tasks:
+        raise ValueError("chain() needs at least one task")
+    last = tasks[0]
+    for item in tasks[1:]:
+        last = last >> item
+    return last
+
+
+def parallel(*tasks: Executable) -> ParallelGroup:
+    """``parallel(a, b, c)`` is ``a | b | c`` (upstream Graflow 0.2's helper)."""
+    if len(tasks) < 2:
+        raise ValueError(f"parallel() needs at least two tasks, got {len(tasks)}")
+    group = tasks[0] | tasks[1]
+    for item in tasks[2:]:
+        group = group | item
+    return group
