@@ -303,8 +303,10 @@ class TaskExecutionContext:
         self._iterate = (data,)
 
     def terminate_workflow(self, message: str = "") -> None:
-        """End the run successfully after this task returns; nothing else runs."""
-        self._control = ("terminate", message)
+        """End the run successfully after this task returns; nothing else runs. A cancel asked for
+        in the same task wins: a run a task wanted cancelled must not end as a success."""
+        if self._control is None or self._control[0] != "cancel":
+            self._control = ("terminate", message)
 
     def cancel_workflow(self, message: str = "") -> None:
         """End the run with ``WorkflowCancelledError`` after this task returns."""

@@ -143,7 +143,8 @@ class GroupRunning:
             self._succeeded(outcome.task_id, outcome.cycle, outcome.duration_s, outcome.result)
         for task, goto in outcome.next_tasks:
             parent.next_task(_local_twin(ctx.graph, task), goto=goto)
-        if outcome.control is not None:
+        if outcome.control is not None and (parent._control is None or parent._control[0] != "cancel"):
+            # A member's cancel wins over another member's terminate, whatever order they finish in.
             parent._control = outcome.control
             parent._control_task = outcome.task_id  # errors and logs name the member, not its group
         if outcome.checkpoints:
