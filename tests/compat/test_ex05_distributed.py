@@ -83,3 +83,21 @@ def test_distributed_workflow_extracts_on_workers_then_aggregates(
         result = WorkflowEngine().execute(exec_context)
     assert result["total_records"] == 3300
     assert [s["source"] for s in result["sources"]] == ["source_1", "source_2", "source_3"]
+
+
+def test_channel_list_and_counter_spellings_on_redis(redis_url: str) -> None:
+    """``channel.atomic_add`` and ``channel.prepend`` (upstream spellings) on the Redis channel."""
+    graph = TaskGraph()
+
+    @task(inject_context=True)
+    def writer(ctx: Any) -> tuple[Any, Any]:
+        channel = ctx.get_channel()
+        channel.atomic_add("counter", 2)
+        channel.atomic_add("counter", 3)
+        channel.prepend("stack", "first")
+        channel.prepend("stack", "second")
+        return channel.get("counter"), channel.get("stack")
+
+    graph.add_node(writer)
+    context = ExecutionContext.create(graph, "writer", channel_backend="redis", config={"redis_url": redis_url})
+    assert WorkflowEngine().execute(context) == (5, ["second", "first"])

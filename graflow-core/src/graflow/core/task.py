@@ -79,7 +79,8 @@ class TaskWrapper(Executable):
     """A function as a workflow task.
 
     ``TaskWrapper("id", fn)`` builds one at run time (lambdas and closures included); ``@task`` builds
-    one at import time. Calling the wrapper calls the function directly (debugging without a run).
+    one at import time. Calling the wrapper calls the function directly (debugging without a run);
+    ``task(task_id="x", **bound)`` instead makes a new task (:meth:`bind`, upstream's spelling).
 
     Argument resolution, for each parameter other than the injected context, first match wins:
     explicit ``kwargs`` given here; the data of ``next_iteration(data)`` (first parameter only); the
