@@ -292,3 +292,37 @@ def test_docker_handler_without_graflow_docker_says_what_to_install(monkeypatch:
         TaskWrapper("isolated", lambda: 1, handler="docker")
     with pytest.raises(UnknownNameError, match="pip install graflow-docker"):
         wf.execute(engine=engine)
+
+
+def test_task_run_from_a_handlers_pool_thread_without_the_context_is_refused() -> None:
+    """A pool thread does not see the execution: guessing (running alone, without the resolved
+    arguments or the run's channel) would lose writes, so it says how to pass the context."""
+    import concurrent.futures
+    import contextvars
+
+    class PoolHandler(TaskHandler):
+        def __init__(self, copy_context: bool) -> None:
+            self.copy_context = copy_context
+
+        def execute_task(self, task: TaskWrapper, context: Any) -> Any:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                if self.copy_context:
+                    return pool.submit(contextvars.copy_context().run, task.run).result()
+                return pool.submit(task.run).result()
+
+    for copy_context, expected in ((True, "ok"), (False, None)):
+        with workflow("pool") as wf:
+
+            @task(handler="pool", inject_context=True)
+            def pooled(ctx: Any) -> str:
+                ctx.get_channel().set("seen", True)
+                return "ok"
+
+        engine = WorkflowEngine()
+        engine.register_handler("pool", PoolHandler(copy_context))
+        if expected is not None:
+            assert wf.execute(engine=engine) == expected
+        else:
+            with pytest.raises(TaskExecutionError) as info:
+                wf.execute(engine=engine)
+            assert "copy_context" in str(info.value.original)

@@ -35,7 +35,8 @@ def current_task_context(task_id: str | None = None) -> TaskExecutionContext:
     ctx = _CURRENT_TASK.get()
     if ctx is None or (task_id is not None and ctx.task_id != task_id):
         raise GraflowError(
-            f"task {task_id!r} is not executing: task.run() works only inside a handler's execute_task; "
+            f"task {task_id!r} is not executing: task.run() works inside a handler's execute_task (from "
+            "another thread, through contextvars.copy_context().run) or in the main thread outside a run; "
             "call the task object directly to run its function outside a workflow"
         )
     return ctx

@@ -10,6 +10,7 @@ import importlib
 import inspect
 import itertools
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -196,13 +197,18 @@ class TaskWrapper(Executable):
         """Run the function for the execution in progress; handlers call this (spec section 4).
 
         ``overrides`` are keyword arguments that win over the resolved ones, e.g. a handler choosing
-        the device: ``task.run(device=f"cuda:{gpu_id}")``. Outside any run (a test, a REPL) it runs
-        the function once with ``args`` and ``overrides``, as upstream Graflow 0.2 does.
+        the device: ``task.run(device=f"cuda:{gpu_id}")``. In the main thread outside any execution
+        (a script, a test, a REPL) it runs the function once with ``args`` and ``overrides``, as
+        upstream Graflow 0.2 does. Another thread without an execution is refused rather than
+        guessed at: it is most likely a handler's pool thread, which must run ``task.run`` through
+        ``contextvars.copy_context().run`` to see the execution (and its resolved arguments).
         """
         from graflow.core.context import _CURRENT_TASK, current_task_context
 
         ctx = _CURRENT_TASK.get()
         if ctx is None:
+            if threading.current_thread() is not threading.main_thread():
+                current_task_context(self.task_id)  # raises, saying how to call it
             return self._run_alone(overrides, args)
         if ctx.task_id != self.task_id:
             ctx = current_task_context(self.task_id)  # raises, naming the task
