@@ -1,18 +1,27 @@
 """Compatibility with upstream Graflow 0.2's ``examples/02_workflows`` (GraflowAI/graflow).
 
 Follows ``simple_pipeline.py`` (graph introspection, ``ctx.execute("start")``),
-``workflow_decorator.py`` (``with workflow(...) as ctx`` and ``max_steps``), ``operators_demo.py``
-(``>>``, ``|``, ``set_group_name`` and starting from a named group, the diamond) and
-``context_injection.py`` (``inject_context=True``, session id, channel). Runs unchanged.
+``workflow_decorator.py`` (``with workflow(...) as ctx``), ``operators_demo.py`` (``>>``, ``|``,
+``set_group_name`` and starting from a named group, the diamond, whose sink runs once after both
+branches, as upstream's ``tests/scenario/test_parallel_diamond.py`` checks), ``context_injection.py``
+(``inject_context=True``, session id, channel) and ``task_graph_lowlevel_api.py`` (``TaskWrapper``s
+with ``register_to_context=False`` on a hand-built ``TaskGraph``): these run unchanged.
+``agent_loop.py`` wires a static cycle (``agent >> tool >> agent``), which Graflow refuses by design
+(static edges form a DAG; loops run with ``next_iteration`` or ``next_task(..., goto=True)``);
+the port shows the rewrite. ``max_steps`` differs too (see the xfail).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from graflow.core.context import TaskExecutionContext
+from graflow.core.context import ExecutionContext, TaskExecutionContext
 from graflow.core.decorators import task
+from graflow.core.engine import WorkflowEngine
+from graflow.core.graph import TaskGraph
+from graflow.core.task import TaskWrapper
 from graflow.core.workflow import workflow
+from graflow.exceptions import GraphError
 
 
 def test_simple_pipeline_counts_tasks_and_edges_and_runs_in_order() -> None:
@@ -173,3 +182,65 @@ def test_max_steps_stops_the_run_quietly() -> None:
         one >> two >> three
         ctx.execute("one", max_steps=2)
     assert log == ["one", "two"]
+
+
+def test_low_level_task_graph_diamond() -> None:
+    log: list[str] = []
+
+    def step(name: str) -> TaskWrapper:
+        return TaskWrapper(name, func=lambda: log.append(name), register_to_context=False)
+
+    graph = TaskGraph()
+    for t in (step("fetch"), step("transform_a"), step("transform_b"), step("store")):
+        graph.add_node(t, t.task_id)
+    for a, b in (
+        ("fetch", "transform_a"),
+        ("fetch", "transform_b"),
+        ("transform_a", "store"),
+        ("transform_b", "store"),
+    ):
+        graph.add_edge(a, b)
+    assert "nodes=4" in str(graph)
+    WorkflowEngine().execute(ExecutionContext.create(graph, "fetch", max_steps=10))
+    assert log[0] == "fetch" and log[-1] == "store" and sorted(log[1:3]) == ["transform_a", "transform_b"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=GraphError,
+    reason="by design: static edges form a DAG (the cycle is refused when wired, naming it); "
+    "loops run with next_iteration() or next_task(..., goto=True)",
+)
+def test_agent_loop_as_a_static_cycle() -> None:
+    with workflow("agent_loop"):
+
+        @task
+        def agent() -> None: ...
+
+        @task
+        def tool() -> None: ...
+
+        agent >> tool >> agent
+
+
+def test_agent_loop_rewritten_with_goto() -> None:
+    calls = {"agent": 0, "tool": 0}
+    with workflow("agent_loop") as ctx:
+
+        @task(inject_context=True)
+        def agent(context: TaskExecutionContext) -> str:
+            calls["agent"] += 1
+            if calls["tool"] >= 2:
+                context.terminate_workflow("budget exhausted")
+                return "final_answer"
+            return f"agent_request_{calls['agent']}"
+
+        @task(inject_context=True)
+        def tool(context: TaskExecutionContext) -> str:
+            calls["tool"] += 1
+            context.next_task(agent, goto=True)  # the edge back: tool >> agent
+            return f"tool_result_{calls['tool']}"
+
+        agent >> tool
+        assert ctx.execute("agent") == "final_answer"
+    assert calls == {"agent": 3, "tool": 2}

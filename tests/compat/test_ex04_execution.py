@@ -2,7 +2,8 @@
 
 Follows ``direct_handler.py`` (the default and explicit ``handler="direct"``), ``custom_handler.py``
 (``TaskHandler`` subclasses that call ``task.run()`` and ``context.set_result`` and return nothing,
-registered with ``engine.register_handler``; a failing task reaches the caller) and
+registered with ``engine.register_handler``; a failing task reaches the caller; also upstream's
+``tests/scenario/test_custom_handler_workflow.py``) and
 ``docker_handler.py`` (``from graflow.core.handlers.docker import DockerTaskHandler``; needs the
 graflow-docker package and a Docker engine, marked ``docker``).
 """
@@ -114,6 +115,7 @@ def test_custom_handlers_registered_on_the_engine() -> None:
     }
     assert logging_handler.log == ["start custom_task", "done custom_task"]
     assert set(timing_handler.durations) == {"timed_task"}
+    assert exec_context.steps == 4  # as upstream's tests/scenario/test_custom_handler_workflow.py
 
 
 def test_custom_handler_failure_reaches_the_caller_as_a_runtime_error() -> None:

@@ -3,7 +3,9 @@
 Follows ``lambda_tasks.py`` (``TaskWrapper`` over closures on a hand-built ``TaskGraph``),
 ``nested_workflow.py`` (a workflow run inside a task of another, factories of nested workflows),
 ``workflow_factory.py`` (functions returning ``WorkflowContext``s run later, independently),
-``concurrent_workflows.py`` (workflows run from several threads at once) and ``global_context.py``
+``concurrent_workflows.py`` (workflows run from several threads at once), ``modular_etl.py`` (module-level
+tasks imported and wired in several workflows; the API-reading scenario needs the network and is
+left out) and ``global_context.py``
 (tasks wired outside any ``with workflow`` into an implicit global workflow, which Graflow does not
 have: its operators need an explicit workflow). ``show_info()`` (a print) is not offered: library
 code does not print; ``print(wf)`` shows the name and the graph's size.
@@ -222,3 +224,34 @@ def test_global_context_collects_tasks_wired_outside_a_workflow() -> None:
     global_task_a >> global_task_b
     global_ctx = workflow_module.current_workflow_context()  # type: ignore[attr-defined]
     assert global_ctx.execute("global_task_a") == "b"
+
+
+# modular_etl: tasks defined at module level (upstream keeps them in a package), wired per workflow.
+
+
+@task(inject_context=True)
+def extract_from_csv(context: TaskExecutionContext) -> None:
+    rows = [{"id": 1, "title": "Sample Post 1"}, {"id": 2, "title": ""}, {"id": 3, "title": "Sample Post 3"}]
+    context.get_channel().set("data", {"source": "csv", "records": rows, "count": len(rows)})
+
+
+@task(inject_context=True)
+def filter_invalid_records(context: TaskExecutionContext) -> None:
+    data = context.get_channel().get("data")
+    valid = [r for r in data["records"] if r["title"]]
+    context.get_channel().set("data", {**data, "records": valid, "count": len(valid)})
+
+
+@task(inject_context=True)
+def load_to_memory(context: TaskExecutionContext) -> int:
+    return int(context.get_channel().get("data")["count"])
+
+
+def test_modular_tasks_wired_in_several_workflows() -> None:
+    with workflow("csv_to_file") as first:
+        extract_from_csv >> filter_invalid_records >> load_to_memory
+        assert first.execute("extract_from_csv") == 2
+    with workflow("csv_unfiltered") as second:
+        extract_from_csv >> load_to_memory
+        assert second.execute("extract_from_csv") == 3
+    assert "filter_invalid_records" not in second.graph

@@ -4,7 +4,10 @@ Follows ``01_basic_checkpoint.py`` (``task_ctx.checkpoint(path=..., metadata=...
 the task, three files, ``CheckpointManager.resume_from_checkpoint`` then
 ``WorkflowEngine().execute``), ``02_state_machine_checkpoint.py`` (a checkpoint at each state
 transition of a ``next_iteration`` state machine, resumed from either) and
-``04_fault_recovery.py`` (resume after a failure, skipping the finished work). Upstream's fault
+``04_fault_recovery.py`` (resume after a failure, skipping the finished work); the periodic
+checkpoints of a training loop (``03_periodic_checkpoint.py``, and upstream's
+``tests/scenario/test_checkpoint_scenarios.py``, whose tests drive queue internals by hand and run
+here through the engine instead). Upstream's fault
 recovery example reads results from the channel as ``"<task_id>.__result__"``; Graflow keeps results
 out of the channel, so that line becomes ``task_ctx.get_result("<task_id>")``.
 
@@ -21,9 +24,10 @@ from typing import Any
 import pytest
 
 from graflow.core.checkpoint import CheckpointManager
-from graflow.core.context import TaskExecutionContext
+from graflow.core.context import ExecutionContext, TaskExecutionContext
 from graflow.core.decorators import task
 from graflow.core.engine import WorkflowEngine
+from graflow.core.graph import TaskGraph
 from graflow.core.workflow import workflow
 from graflow.exceptions import GraflowRuntimeError
 
@@ -191,3 +195,32 @@ def test_results_are_readable_from_the_channel_under_dunder_result() -> None:
 
         fetch_data >> validate_data
         assert wf.execute("fetch_data") == 1000
+
+
+def test_periodic_checkpoints_of_a_training_loop(tmp_path: Path) -> None:
+    graph = TaskGraph()
+
+    @task("training_loop", inject_context=True)
+    def training_loop(task_ctx: TaskExecutionContext) -> str | None:
+        channel = task_ctx.get_channel()
+        iteration = channel.get("iteration", 0) + 1
+        channel.set("iteration", iteration)
+        channel.set("loss", 1.0 / iteration)
+        if iteration % 3 == 0:
+            task_ctx.checkpoint(path=str(tmp_path / f"checkpoint_iter_{iteration}"), metadata={"iteration": iteration})
+        if iteration >= 10:
+            return "TRAINING_COMPLETE"
+        task_ctx.next_iteration()
+        return None
+
+    graph.add_node(training_loop, "training_loop")
+    context = ExecutionContext.create(graph, "training_loop", max_steps=50)
+    assert WorkflowEngine().execute(context) == "TRAINING_COMPLETE"
+    assert sorted(p.name for p in tmp_path.glob("*.pkl")) == [f"checkpoint_iter_{i}.pkl" for i in (3, 6, 9)]
+
+    restored, metadata = CheckpointManager.resume_from_checkpoint(str(tmp_path / "checkpoint_iter_6.pkl"))
+    assert restored.channel.get("iteration") == 6
+    assert metadata.user_metadata["iteration"] == 6
+    assert WorkflowEngine().execute(restored) == "TRAINING_COMPLETE"
+    assert restored.channel.get("iteration") == 10
+    assert restored.cycle_counts["training_loop"] == 10

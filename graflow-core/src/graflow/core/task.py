@@ -99,7 +99,14 @@ class TaskWrapper(Executable):
         max_cycles: int | None = None,
         kwargs: Mapping[str, Any] | None = None,
         register: bool = True,
+        register_to_context: bool | None = None,
+        handler_type: str | None = None,
     ) -> None:
+        # ``register_to_context`` and ``handler_type``: upstream Graflow 0.2's names for ``register``
+        # and ``handler``.
+        if register_to_context is not None:
+            register = register_to_context
+        handler = handler or handler_type
         if not isinstance(task_id, str) or not task_id:
             raise ValueError(f"task id must be a non-empty string, got {task_id!r}")
         if not callable(func):
