@@ -20,7 +20,7 @@ from graflow.core.context import ExecutionContext
 from graflow.core.decorators import task
 from graflow.core.engine import WorkflowEngine
 from graflow.core.handler import TaskHandler
-from graflow.core.task import Executable
+from graflow.core.task import Executable, TaskWrapper
 from graflow.core.workflow import workflow
 from graflow.exceptions import GraflowRuntimeError
 
@@ -46,6 +46,7 @@ def test_direct_handler_default_and_explicit() -> None:
         task_default >> task_explicit >> task_performance
         assert ctx.execute("task_default") == 832040
     assert task_default.handler == "direct"
+    assert TaskWrapper("lowlevel", lambda: 1, handler_type="docker", register_to_context=False).handler == "docker"
 
 
 class LoggingHandler(TaskHandler):
