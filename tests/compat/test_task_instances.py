@@ -35,8 +35,10 @@ def test_instances_in_sequence_and_in_a_group() -> None:
         return {"source": source, "data": f"data_from_{source}"}
 
     with workflow("parallel_fetch") as wf:
-        fetch_data(task_id="api", source="api") | fetch_data(task_id="db", source="database") | fetch_data(
-            task_id="cache", source="cache"
+        (
+            fetch_data(task_id="api", source="api")
+            | fetch_data(task_id="db", source="database")
+            | fetch_data(task_id="cache", source="cache")
         )
         _, ctx = wf.execute(ret_context=True)
     assert {t: ctx.get_result(t)["source"] for t in ("api", "db", "cache")} == {
