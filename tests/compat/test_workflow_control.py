@@ -1,7 +1,9 @@
 """Compatibility with upstream Graflow 0.2's ``tests/scenario/test_workflow_control_scenarios.py``
-(GraflowAI/graflow): ``terminate_workflow`` (a normal early end: the task completes, nothing else
-runs) and ``cancel_workflow`` (``GraflowWorkflowCanceledError`` naming the task; the task does not
-complete), on hand-built ``TaskGraph``s run with ``context.execute()``. Runs unchanged.
+and ``tests/core/test_workflow_control.py`` (GraflowAI/graflow): ``terminate_workflow`` (a normal
+early end: the task completes, nothing else runs) and ``cancel_workflow``
+(``GraflowWorkflowCanceledError`` naming the task; the task does not complete), on hand-built
+``TaskGraph``s run with ``context.execute()`` and on workflows run with
+``WorkflowEngine().execute(ExecutionContext.create(wf.graph))``. Runs unchanged.
 """
 
 from __future__ import annotations
@@ -163,3 +165,33 @@ def test_a_members_cancel_wins_over_another_members_terminate() -> None:
         with pytest.raises(GraflowWorkflowCanceledError) as info:
             wf.execute()
     assert info.value.task_id == "canceller"
+
+
+@pytest.mark.parametrize("kind", ["terminate", "cancel"])
+def test_control_from_a_workflow_run_by_the_engine(kind: str) -> None:
+    from graflow.core.engine import WorkflowEngine
+    from graflow.core.workflow import workflow
+
+    executed: list[str] = []
+    with workflow(f"{kind}_test") as wf:
+
+        @task(inject_context=True)
+        def task_a(context: object) -> str:
+            executed.append("task_a")
+            getattr(context, f"{kind}_workflow")(f"{kind} - condition met")
+            return "a_result"
+
+        @task
+        def task_b() -> None:
+            executed.append("task_b")
+
+        task_a >> task_b
+        exec_context = ExecutionContext.create(wf.graph)
+        if kind == "terminate":
+            WorkflowEngine().execute(exec_context)
+        else:
+            with pytest.raises(GraflowWorkflowCanceledError) as info:
+                WorkflowEngine().execute(exec_context)
+            assert info.value.task_id == "task_a"
+    assert executed == ["task_a"]
+    assert ("task_a" in exec_context.completed_tasks) is (kind == "terminate")
