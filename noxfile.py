@@ -57,6 +57,12 @@ def examples(session: nox.Session) -> None:
 
 
 @nox.session
+def compat(session: nox.Session) -> None:
+    """Upstream Graflow 0.2's examples and black-box tests, ported (issue 12): drop-in compatibility."""
+    session.run("pytest", "tests/compat", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The side-by-side performance table (issue #7): Graflow and its peers on the same workloads."""
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -19,7 +19,7 @@ from graflow import (
     workflow,
 )
 from graflow.core.handler import DirectTaskHandler
-from graflow.exceptions import GraflowError, MaxStepsExceededError, TaskExecutionError, UnknownNameError
+from graflow.exceptions import MaxStepsExceededError, TaskExecutionError, UnknownNameError
 from graflow.plugins.manager import PluginHost
 
 
@@ -162,10 +162,11 @@ def test_register_handler_rejects_non_handlers() -> None:
         WorkflowEngine().register_handler("x", object())  # type: ignore[arg-type]
 
 
-def test_task_run_outside_a_handler_says_how_to_call_it() -> None:
-    t = TaskWrapper("loose", lambda: 1)
-    with pytest.raises(GraflowError, match="call the task object directly"):
-        t.run()
+def test_task_run_outside_any_run_calls_the_function() -> None:
+    # Upstream Graflow 0.2's first example is ``hello.run()`` at top level (issue 12).
+    t = TaskWrapper("loose", lambda x=1: x)
+    assert t.run() == 1
+    assert t.run(x=5) == 5
     assert t() == 1
 
 
@@ -291,3 +292,37 @@ def test_docker_handler_without_graflow_docker_says_what_to_install(monkeypatch:
         TaskWrapper("isolated", lambda: 1, handler="docker")
     with pytest.raises(UnknownNameError, match="pip install graflow-docker"):
         wf.execute(engine=engine)
+
+
+def test_task_run_from_a_handlers_pool_thread_without_the_context_is_refused() -> None:
+    """A pool thread does not see the execution: guessing (running alone, without the resolved
+    arguments or the run's channel) would lose writes, so it says how to pass the context."""
+    import concurrent.futures
+    import contextvars
+
+    class PoolHandler(TaskHandler):
+        def __init__(self, copy_context: bool) -> None:
+            self.copy_context = copy_context
+
+        def execute_task(self, task: TaskWrapper, context: Any) -> Any:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                if self.copy_context:
+                    return pool.submit(contextvars.copy_context().run, task.run).result()
+                return pool.submit(task.run).result()
+
+    for copy_context, expected in ((True, "ok"), (False, None)):
+        with workflow("pool") as wf:
+
+            @task(handler="pool", inject_context=True)
+            def pooled(ctx: Any) -> str:
+                ctx.get_channel().set("seen", True)
+                return "ok"
+
+        engine = WorkflowEngine()
+        engine.register_handler("pool", PoolHandler(copy_context))
+        if expected is not None:
+            assert wf.execute(engine=engine) == expected
+        else:
+            with pytest.raises(TaskExecutionError) as info:
+                wf.execute(engine=engine)
+            assert "copy_context" in str(info.value.original)

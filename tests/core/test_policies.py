@@ -324,12 +324,3 @@ def test_a_failed_group_chains_the_first_member_error_as_its_cause() -> None:
     assert isinstance(cause, SourceUnavailable) and str(cause) == "down is down"
     printed = "".join(traceback.format_exception(info.value))
     assert "in body" in printed and "direct cause" in printed
-
-
-def test_a_policy_passed_to_with_execution_is_refused_pointing_to_with_policy() -> None:
-    """It used to be accepted and ignored: the group silently ran strict."""
-    with workflow("misplaced"):
-        group = TaskWrapper("a", lambda: 1) | TaskWrapper("b", lambda: 2)
-        with pytest.raises(TypeError, match=r"does not take policy; choose the error policy with \.with_policy"):
-            group.with_execution(backend="threading", policy=ErrorHandlingPolicy.BEST_EFFORT)
-    assert group.policy is None and group.backend == "threading"

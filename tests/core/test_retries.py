@@ -609,3 +609,18 @@ def test_task_timeout_error_crosses_processes_with_its_attributes() -> None:
     copy = cloudpickle.loads(cloudpickle.dumps(error))
     assert type(copy) is TaskTimeoutError and str(copy) == "too slow"
     assert copy.task_id == "t" and copy.__notes__ == ["a note"]
+
+
+def test_a_bound_instance_keeps_the_retry_timeout_and_cache_options() -> None:
+    """``task.bind(...)`` / ``task(task_id=..., ...)`` make new tasks: they must not lose the options."""
+
+    def fetch(region: str) -> str:
+        return region
+
+    base = TaskWrapper(
+        "fetch", fetch, retries=2, retry_delay=0.5, retry_on=(OSError,), timeout=5, cache=True, cache_ttl=60
+    )
+    bound = base.bind("fetch_eu", region="eu")
+    assert bound.attempts == base.attempts and bound.attempts is not None
+    assert bound._cache is not None and bound._cache.ttl == 60
+    assert base(task_id="fetch_us", region="us").attempts == base.attempts

@@ -131,6 +131,11 @@ class TaskExecutionError(ExecutionError):
         self.original = original
         super().__init__(f"task {task_id!r} failed: {type(original).__name__}: {original}")
 
+    @property
+    def cause(self) -> BaseException:
+        """The task's own exception, under upstream Graflow 0.2's name for it."""
+        return self.original
+
 
 class MissingParameterError(ExecutionError, TypeError):
     """A task parameter has no value from explicit arguments, iteration data, results or the channel."""
@@ -164,6 +169,7 @@ class MaxCyclesExceededError(ExecutionError):
     def __init__(self, task_id: str, max_cycles: int) -> None:
         self.task_id = task_id
         self.max_cycles = max_cycles
+        self.cycle_count = max_cycles  # executions completed when the limit stopped the next one
         super().__init__(
             f"task {task_id!r} ran {max_cycles} cycles, its max_cycles limit. Raise it with "
             f"@task(max_cycles=N) (or config={{'max_cycles': N}} for every task) or end the loop sooner."
@@ -284,3 +290,11 @@ class CheckpointCorruptedError(CheckpointError, ValueError):
 
 class CheckpointVersionError(CheckpointError, ValueError):
     """A checkpoint was written with a newer schema than this graflow-core understands."""
+
+
+# --- upstream Graflow 0.2 names (issue 12) -----------------------------------------------------------
+# The same errors under the names code written for upstream Graflow catches: drop-in compatibility.
+
+GraflowRuntimeError = ExecutionError
+CycleLimitExceededError = MaxCyclesExceededError
+GraflowWorkflowCanceledError = WorkflowCancelledError

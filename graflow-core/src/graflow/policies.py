@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from graflow.core.context import ExecutionContext
+    from graflow.core.task import ParallelGroup
 
 FailedTasks = Sequence[tuple[str, str]]
 
@@ -25,6 +29,19 @@ class ErrorHandlingPolicy:
     def should_fail(self, failed_tasks: FailedTasks, successful_tasks: Sequence[str]) -> bool:
         """``failed_tasks`` is ``[(task_id, error message)]``; return True to raise ParallelGroupError."""
         return bool(failed_tasks)
+
+    def check_group(
+        self,
+        group: ParallelGroup,
+        errors: Mapping[str, BaseException],
+        successful_tasks: Sequence[str],
+        context: ExecutionContext,
+    ) -> bool:
+        """What the engine asks when members failed: :meth:`should_fail` with each error as
+        ``"Type: message"``. Override this instead when the decision needs the group itself, the
+        exceptions or the run (upstream Graflow 0.2's ``on_group_finished`` policies do)."""
+        failed = [(task_id, f"{type(exc).__name__}: {exc}") for task_id, exc in errors.items()]
+        return self.should_fail(failed, successful_tasks)
 
     def describe(self) -> str:
         return self.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -56,6 +57,15 @@ class Channel(ABC):
         result: list[Any] = self.update(key, lambda v: [*v, value], [])
         return result
 
+    def prepend(self, key: str, value: Any) -> list[Any]:
+        """Atomically put ``value`` first in the list under ``key`` (a missing key is an empty list)."""
+        result: list[Any] = self.update(key, functools.partial(_prepended, value), [])
+        return result
+
+    def atomic_add(self, key: str, amount: int | float = 1) -> int | float:
+        """``increment`` under upstream Graflow 0.2's name."""
+        return self.increment(key, amount)
+
     def items(self) -> dict[str, Any]:
         """A snapshot of every key and value."""
         return {key: self.get(key) for key in self.keys()}
@@ -77,3 +87,8 @@ class Channel(ABC):
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError(f"{type(self).__name__} cannot be pickled; ship its data with .items()")
+
+
+def _prepended(value: Any, current: list[Any]) -> list[Any]:
+    """``prepend``'s update: a module-level function, so the operation pickles into a channel journal."""
+    return [value, *current]

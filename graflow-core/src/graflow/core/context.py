@@ -36,7 +36,8 @@ def current_task_context(task_id: str | None = None) -> TaskExecutionContext:
     ctx = _CURRENT_TASK.get()
     if ctx is None or (task_id is not None and ctx.task_id != task_id):
         raise GraflowError(
-            f"task {task_id!r} is not executing: task.run() works only inside a handler's execute_task; "
+            f"task {task_id!r} is not executing: task.run() works inside a handler's execute_task (from "
+            "another thread, through contextvars.copy_context().run) or in the main thread outside a run; "
             "call the task object directly to run its function outside a workflow"
         )
     return ctx
@@ -97,6 +98,7 @@ class ExecutionContext:
         max_steps: int | None = None,
         session_id: str | None = None,
         engine: WorkflowEngine | None = None,
+        default_max_cycles: int | None = None,
     ) -> ExecutionContext:
         """A new run of ``graph`` from ``start_node`` (default: every root), with its ready queue filled.
 
@@ -105,7 +107,8 @@ class ExecutionContext:
 
         Backends are chosen by name from the plugins (``memory`` built in; ``redis`` from
         graflow-redis). ``config`` goes to the backends (e.g. ``redis_url``) and may set
-        ``max_cycles`` for every task.
+        ``max_cycles`` for every task; ``default_max_cycles=N`` (upstream Graflow 0.2's spelling)
+        does the same.
         """
         from graflow.plugins.manager import default_host
 
@@ -124,6 +127,8 @@ class ExecutionContext:
             if not starts and len(graph):
                 raise GraflowError("the graph has no root task to start from; pass start_node=")
         settings = dict(config or {})
+        if default_max_cycles is not None:
+            settings["max_cycles"] = default_max_cycles
         session = session_id or uuid.uuid4().hex[:16]
         queue = host.get("queue backend", queue_backend).factory(session, settings)
         channel = host.get("channel backend", channel_backend).factory(session, settings)
@@ -159,6 +164,13 @@ class ExecutionContext:
 
     def get_channel(self, namespace: str | None = None) -> Channel:
         return self.channel if namespace is None else NamespacedChannel(self.channel, namespace)
+
+    @property
+    def completed_tasks(self) -> list[str]:
+        """Ids of the tasks that completed, in the order they first produced a result (upstream
+        Graflow 0.2's name; ``completed`` is the same as a set)."""
+        completed = self.completed
+        return [task_id for task_id in self.results if task_id in completed]
 
     def execute(
         self,
@@ -258,9 +270,24 @@ class TaskExecutionContext:
     def get_result(self, task_id: str, default: Any = NO_DATA) -> Any:
         return self.execution_context.get_result(task_id, default)
 
+    @property
+    def max_cycles(self) -> int | None:
+        """How many times this task may run in this run (``@task(max_cycles=N)``, else the run's
+        ``max_cycles`` setting); None when unlimited."""
+        ectx = self.execution_context
+        graph = getattr(ectx, "graph", None)
+        node = graph.nodes.get(self.task_id) if graph is not None else None
+        limit = getattr(node, "max_cycles", None) or getattr(ectx, "config", {}).get("max_cycles")
+        return int(limit) if limit else None
+
+    def can_iterate(self) -> bool:
+        """Whether ``next_iteration()`` may still run this task again (its cycle budget is not spent)."""
+        limit = self.max_cycles
+        return limit is None or self.cycle_count < limit
+
     # --- steering ----------------------------------------------------------------------------------
 
-    def next_task(self, task: Executable | str, goto: bool = False) -> None:
+    def next_task(self, task: Executable | str, goto: bool = False) -> str:
         """Run ``task`` after this one. With ``goto=True`` it replaces this task's static successors.
 
         A task of the static graph can be named too (by object or id): it is queued like a new one,
@@ -280,14 +307,17 @@ class TaskExecutionContext:
         self._next_tasks.append(task)
         if goto:
             self._goto = True
+        return task.task_id
 
     def next_iteration(self, data: Any = NO_DATA) -> None:
         """Run this task again after it returns, passing ``data`` to its first non-context parameter."""
         self._iterate = (data,)
 
     def terminate_workflow(self, message: str = "") -> None:
-        """End the run successfully after this task returns; nothing else runs."""
-        self._control = ("terminate", message)
+        """End the run successfully after this task returns; nothing else runs. A cancel asked for
+        in the same task wins: a run a task wanted cancelled must not end as a success."""
+        if self._control is None or self._control[0] != "cancel":
+            self._control = ("terminate", message)
 
     def cancel_workflow(self, message: str = "") -> None:
         """End the run with ``WorkflowCancelledError`` after this task returns."""

@@ -45,7 +45,14 @@ class TaskGraph:
 
     # --- nodes -------------------------------------------------------------------------------------
 
-    def add_node(self, task: Executable) -> None:
+    def add_node(self, task: Executable, task_id: str | None = None) -> None:
+        """Add ``task`` under its own id. ``task_id`` is accepted for upstream Graflow 0.2's
+        ``graph.add_node(task, "id")`` and must equal ``task.task_id`` (a node's id is its task's)."""
+        if task_id is not None and task_id != task.task_id:
+            raise GraphError(
+                f"add_node(task, {task_id!r}): the task's id is {task.task_id!r}; a node is stored under its "
+                f"task's id. Create the task with that id instead: TaskWrapper({task_id!r}, fn) or @task({task_id!r})"
+            )
         existing = self.nodes.get(task.task_id)
         if existing is task:
             return
@@ -88,6 +95,8 @@ class TaskGraph:
             return self.nodes[task_id]
         except KeyError:
             raise TaskNotFoundError(task_id, list(self.nodes)) from None
+
+    get_node = get  # upstream Graflow 0.2's name
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self.nodes
@@ -175,6 +184,8 @@ class TaskGraph:
     def edges(self) -> list[tuple[str, str]]:
         """Static edges, then the edges ``next_task`` added at run time."""
         return [(s, t) for s, targets in self.successors.items() for t in targets] + self.dynamic_edges
+
+    get_edges = edges  # upstream Graflow 0.2's name
 
     def __repr__(self) -> str:
         return f"TaskGraph(nodes={len(self.nodes)}, edges={len(self.edges())})"

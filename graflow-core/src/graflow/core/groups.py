@@ -190,7 +190,8 @@ class GroupRunning:
             )
         for task, goto in outcome.next_tasks:
             parent.next_task(_local_twin(ctx.graph, task), goto=goto)
-        if outcome.control is not None:
+        if outcome.control is not None and (parent._control is None or parent._control[0] != "cancel"):
+            # A member's cancel wins over another member's terminate, whatever order they finish in.
             parent._control = outcome.control
             parent._control_task = outcome.task_id  # errors and logs name the member, not its group
         if outcome.checkpoints:
@@ -216,7 +217,7 @@ class GroupRunning:
         if not failures:
             return
         failed = [(task_id, f"{type(exc).__name__}: {exc}") for task_id, exc in failures.items()]
-        if policy.should_fail(failed, list(successes)):
+        if policy.check_group(group, failures, list(successes), self.ctx):
             listing = "; ".join(f"{t} ({m})" for t, m in failed)
             raise ParallelGroupError(
                 f"parallel group {group.task_id!r} failed under policy {policy.describe()}: "

@@ -10,6 +10,8 @@ import importlib
 import inspect
 import itertools
 import sys
+import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +82,8 @@ class TaskWrapper(Executable):
     """A function as a workflow task.
 
     ``TaskWrapper("id", fn)`` builds one at run time (lambdas and closures included); ``@task`` builds
-    one at import time. Calling the wrapper calls the function directly (debugging without a run).
+    one at import time. Calling the wrapper calls the function directly (debugging without a run);
+    ``task(task_id="x", **bound)`` instead makes a new task (:meth:`bind`, upstream's spelling).
 
     Argument resolution, for each parameter other than the injected context, first match wins:
     explicit ``kwargs`` given here; the data of ``next_iteration(data)`` (first parameter only); the
@@ -120,7 +123,14 @@ class TaskWrapper(Executable):
         cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
         cache_ttl: float | None = None,
         cache_store: str | None = None,
+        register_to_context: bool | None = None,
+        handler_type: str | None = None,
     ) -> None:
+        # ``register_to_context`` and ``handler_type``: upstream Graflow 0.2's names for ``register``
+        # and ``handler``.
+        if register_to_context is not None:
+            register = register_to_context
+        handler = handler or handler_type
         if not isinstance(task_id, str) or not task_id:
             raise ValueError(f"task id must be a non-empty string, got {task_id!r}")
         if not callable(func):
@@ -241,22 +251,87 @@ class TaskWrapper(Executable):
             return self.func()
         return self.func(**self.resolve_kwargs(ctx))
 
-    def run(self, **overrides: Any) -> Any:
+    def run(self, *args: Any, **overrides: Any) -> Any:
         """Run the function for the execution in progress; handlers call this (spec section 4).
 
         ``overrides`` are keyword arguments that win over the resolved ones, e.g. a handler choosing
-        the device: ``task.run(device=f"cuda:{gpu_id}")``.
+        the device: ``task.run(device=f"cuda:{gpu_id}")``. In the main thread outside any execution
+        (a script, a test, a REPL) it runs the function once with ``args`` and ``overrides``, as
+        upstream Graflow 0.2 does. Another thread without an execution is refused rather than
+        guessed at: it is most likely a handler's pool thread, which must run ``task.run`` through
+        ``contextvars.copy_context().run`` to see the execution (and its resolved arguments).
         """
-        from graflow.core.context import current_task_context
+        from graflow.core.context import _CURRENT_TASK, current_task_context
 
-        ctx = current_task_context(self.task_id)
+        ctx = _CURRENT_TASK.get()
+        if ctx is None:
+            if threading.current_thread() is not threading.main_thread():
+                current_task_context(self.task_id)  # raises, saying how to call it
+            return self._run_alone(overrides, args)
+        if ctx.task_id != self.task_id:
+            ctx = current_task_context(self.task_id)  # raises, naming the task
+        if args:
+            raise TypeError(f"task {self.task_id!r}: run() inside a handler takes keyword overrides only")
         if not overrides:
             return self.invoke(ctx)
         kwargs = {**self.resolve_kwargs(ctx, overrides), **overrides}
         return self.func(ctx, **kwargs) if self.inject_context else self.func(**kwargs)
 
+    def _run_alone(self, kwargs: Mapping[str, Any], args: tuple[Any, ...] = ()) -> Any:
+        """``run()`` with no run in progress: the function once, in a throwaway one-task run's
+        context when it asks for one (not the hot path: handlers always run inside a run)."""
+        if not self.inject_context:
+            return self.func(*args, **kwargs)
+        from graflow.core.context import ExecutionContext, TaskExecutionContext
+
+        graph = TaskGraph()
+        graph.add_node(self)
+        tctx = TaskExecutionContext(ExecutionContext.create(graph, self.task_id), self.task_id, 1)
+        return self.func(tctx, *args, **kwargs)
+
+    def bind(self, task_id: str | None = None, **kwargs: Any) -> TaskWrapper:
+        """A new task running the same function with ``kwargs`` bound (explicit arguments win over
+        results and channel keys): ``fetch.bind("fetch_eu", region="eu")``. Without an id, one is
+        made from the function's name. It joins the active workflow like any new task."""
+        return TaskWrapper(
+            task_id or f"{self.task_id}_{uuid.uuid4().hex[:8]}",
+            self.func,
+            inject_context=self.inject_context,
+            handler=self.handler,
+            max_cycles=self.max_cycles,
+            kwargs={**self.kwargs, **kwargs},
+            **self._option_kwargs(),
+        )
+
+    def _option_kwargs(self) -> dict[str, Any]:
+        """This task's retry, timeout and cache options as constructor arguments (for :meth:`bind`)."""
+        options: dict[str, Any] = {}
+        if self.attempts is not None:
+            a = self.attempts
+            options.update(
+                retries=a.retries,
+                retry_delay=a.retry_delay,
+                backoff=a.backoff,
+                max_delay=a.max_delay,
+                jitter=a.jitter,
+                retry_on=a.retry_on,
+                timeout=a.timeout,
+            )
+        if self._cache is not None:
+            c = self._cache
+            options.update(cache=True, cache_key=c.key_fn, cache_ttl=c.ttl, cache_store=c.store)
+        return options
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Upstream Graflow 0.2's task instances: ``fetch(task_id="fetch_eu", region="eu")``. Only a
+        # ``task_id`` keyword the function itself does not take selects this; otherwise a call is a
+        # plain call of the function (debugging without a run).
+        if "task_id" in kwargs and not args and not self._takes("task_id"):
+            return self.bind(kwargs.pop("task_id"), **kwargs)
         return self.func(*args, **kwargs)
+
+    def _takes(self, name: str) -> bool:
+        return self._var_kwargs or any(p.name == name for p in self._params)
 
     def __repr__(self) -> str:
         return f"TaskWrapper({self.task_id!r}, handler={self.handler!r})"
@@ -392,15 +467,26 @@ class ParallelGroup(Executable):
         self._named = True
         return self
 
-    def with_execution(self, backend: Any = None, max_workers: int | None = None, **options: Any) -> ParallelGroup:
+    def with_execution(
+        self,
+        backend: Any = None,
+        max_workers: int | None = None,
+        *,
+        policy: ErrorHandlingPolicy | str | None = None,
+        backend_config: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> ParallelGroup:
         """Choose how members run: ``CoordinationBackend.DIRECT | THREADING | MULTIPROCESSING | REDIS``
-        or any coordinator name a plugin registered. Extra ``options`` go to the coordinator."""
-        misplaced = {"policy", "error_policy", "policy_options"}.intersection(options)
-        if misplaced:
-            raise TypeError(
-                f"group {self.task_id!r}: with_execution() does not take {', '.join(sorted(misplaced))}; "
-                "choose the error policy with .with_policy(policy_or_name, **options)"
-            )
+        or any coordinator name a plugin registered. Extra ``options`` go to the coordinator.
+
+        Upstream Graflow 0.2's spellings work too: ``policy=`` is :meth:`with_policy`, and
+        ``backend_config={...}`` adds coordinator options (its ``thread_count`` is ``max_workers``).
+        """
+        if backend_config:
+            config = dict(backend_config)
+            if max_workers is None and "thread_count" in config:
+                max_workers = int(config.pop("thread_count"))
+            options = {**config, **options}
         if backend is not None:
             self.backend = str(getattr(backend, "value", backend))
         if max_workers is not None:
@@ -408,6 +494,8 @@ class ParallelGroup(Executable):
                 raise ValueError(f"max_workers must be >= 1, got {max_workers}")
             self.execution_options["max_workers"] = max_workers
         self.execution_options.update(options)
+        if policy is not None:
+            self.with_policy(policy)
         self._configured = True
         return self
 
@@ -443,3 +531,23 @@ def iter_tasks(items: Iterable[Executable]) -> Iterable[TaskWrapper]:
             yield from iter_tasks(item.members)
         elif isinstance(item, TaskWrapper):
             yield item
+
+
+def chain(*tasks: Executable) -> Executable:
+    """``chain(a, b, c)`` wires ``a >> b >> c`` (upstream Graflow 0.2's helper) and returns ``c``."""
+    if not tasks:
+        raise ValueError("chain() needs at least one task")
+    last = tasks[0]
+    for item in tasks[1:]:
+        last = last >> item
+    return last
+
+
+def parallel(*tasks: Executable) -> ParallelGroup:
+    """``parallel(a, b, c)`` is ``a | b | c`` (upstream Graflow 0.2's helper)."""
+    if len(tasks) < 2:
+        raise ValueError(f"parallel() needs at least two tasks, got {len(tasks)}")
+    group = tasks[0] | tasks[1]
+    for item in tasks[2:]:
+        group = group | item
+    return group

@@ -46,11 +46,13 @@ class Workflow:
         queue_backend: str = "memory",
         channel_backend: str = "memory",
         config: Mapping[str, Any] | None = None,
+        initial_channel: Mapping[str, Any] | None = None,
     ) -> ExecutionContext:
+        """A new run of this workflow; ``initial_channel`` values are in its channel before any task runs."""
         if isinstance(start_node, Executable):
             self.add(start_node)
             start_node = start_node.task_id
-        return ExecutionContext.create(
+        context = ExecutionContext.create(
             self.graph,
             start_node,
             queue_backend=queue_backend,
@@ -59,6 +61,10 @@ class Workflow:
             max_steps=max_steps,
             engine=engine,
         )
+        if initial_channel:
+            for key, value in initial_channel.items():
+                context.channel.set(key, value)
+        return context
 
     @overload
     def execute(
@@ -71,6 +77,7 @@ class Workflow:
         queue_backend: str = ...,
         channel_backend: str = ...,
         config: Mapping[str, Any] | None = ...,
+        initial_channel: Mapping[str, Any] | None = ...,
     ) -> Any: ...
 
     @overload
@@ -84,6 +91,7 @@ class Workflow:
         queue_backend: str = ...,
         channel_backend: str = ...,
         config: Mapping[str, Any] | None = ...,
+        initial_channel: Mapping[str, Any] | None = ...,
     ) -> tuple[Any, ExecutionContext]: ...
 
     def execute(
@@ -96,12 +104,14 @@ class Workflow:
         queue_backend: str = "memory",
         channel_backend: str = "memory",
         config: Mapping[str, Any] | None = None,
+        initial_channel: Mapping[str, Any] | None = None,
     ) -> Any:
         """Run from ``start_node`` (a task id or task; default: every root) and return the last task's result.
 
         Pass an ``engine`` that has handlers registered. ``ret_context=True`` returns
         ``(result, context)``; the context is also kept as ``wf.last_context`` for
-        ``get_result(task_id)``.
+        ``get_result(task_id)``. ``initial_channel={...}`` seeds the run's channel (tasks receive
+        those keys as parameters of the same name).
         """
         engine = engine or WorkflowEngine()
         context = self.create_context(
@@ -111,6 +121,7 @@ class Workflow:
             queue_backend=queue_backend,
             channel_backend=channel_backend,
             config=config,
+            initial_channel=initial_channel,
         )
         self.last_context = context
         result = engine.execute(context)
@@ -135,3 +146,7 @@ class Workflow:
 def workflow(name: str) -> Workflow:
     """``with workflow("etl") as wf: extract >> transform >> load`` then ``wf.execute()``."""
     return Workflow(name)
+
+
+WorkflowContext = Workflow
+"""Upstream Graflow 0.2's name for the object ``with workflow(...) as ctx`` gives."""
