@@ -47,9 +47,9 @@ def sleep_20ms() -> None:
     time.sleep(0.02)  # a literal: this function travels by value to the workers, `common` does not
 
 
-def build_chain(n: int) -> Workflow:
+def build_chain(n: int, **options: Any) -> Workflow:
     with workflow("w1_chain") as wf:
-        tasks = [TaskWrapper(f"t{i}", noop) for i in range(n)]
+        tasks = [TaskWrapper(f"t{i}", noop, **options) for i in range(n)]
         for a, b in itertools.pairwise(tasks):
             a >> b
     return wf
@@ -84,6 +84,40 @@ def w1(args: argparse.Namespace) -> common.Result:
     engine = WorkflowEngine()
     runs = common.timed_runs(partial(run_and_time, partial(wf.execute, engine=engine)), args.repeat, args.warmup)
     return common.result("graflow", "W1", "s", runs, {"tasks": common.W1_CHAIN})
+
+
+def w1r(args: argparse.Namespace) -> common.Result:
+    """W1 with ``retries=3`` on every task (none fails): the cost of the retry loop itself (issue 13)."""
+    wf = build_chain(common.W1_CHAIN, retries=3)
+    engine = WorkflowEngine()
+    runs = common.timed_runs(partial(run_and_time, partial(wf.execute, engine=engine)), args.repeat, args.warmup)
+    return common.result("graflow", "W1R", "s", runs, {"tasks": common.W1_CHAIN, "retries": 3})
+
+
+def w1o(args: argparse.Namespace) -> common.Result:
+    """W1 with graflow-observability installed and tracing on: a global TracerProvider exporting to
+    memory (the standard OpenTelemetry setup), so every run and task makes a span (issue 13)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)  # before the first engine of the process: the installed plugin turns on
+    wf = build_chain(common.W1_CHAIN)
+    engine = WorkflowEngine()
+
+    def run() -> None:
+        exporter.clear()
+        wf.execute(engine=engine)
+
+    runs = common.timed_runs(partial(run_and_time, run), args.repeat, args.warmup)
+    spans = len(exporter.get_finished_spans())
+    if spans != common.W1_CHAIN + 1:
+        raise SystemExit(f"W1O: expected {common.W1_CHAIN + 1} spans per run (run + tasks), got {spans}")
+    return common.result("graflow", "W1O", "s", runs, {"tasks": common.W1_CHAIN, "spans_per_run": spans})
 
 
 def w2(args: argparse.Namespace) -> common.Result:
@@ -151,6 +185,8 @@ def w6(args: argparse.Namespace) -> list[common.Result]:
 
 WORKLOADS: dict[str, Callable[[argparse.Namespace], common.Result | list[common.Result]]] = {
     "W1": w1,
+    "W1R": w1r,
+    "W1O": w1o,
     "W2": w2,
     "W3": w3,
     "W4": w4,

@@ -30,7 +30,7 @@ import peers_table  # noqa: E402
 from redis_server import redis_server  # noqa: E402
 
 Result = dict[str, Any]
-GRAFLOW_WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W5L", "W6")
+GRAFLOW_WORKLOADS = ("W1", "W1R", "W1O", "W2", "W3", "W4", "W5", "W5L", "W6")
 
 
 def graflow_command(workload: str, redis_url: str, repeat: int, warmup: bool = True) -> list[str]:
@@ -99,6 +99,10 @@ def targets(results: list[Result]) -> list[str]:
         check("W1 <= 5 us/task", w1 / 1000 <= 5e-6, f"{w1 / 1000 * 1e6:.2f} us/task")
         if best_w1:
             check("W1 <= 1/10 of fastest peer", w1 <= best_w1 / 10, f"{best_w1 / w1:.0f}x faster")
+    for name, what in (("W1R", "retries=3 on every task"), ("W1O", "OTel tracing, in-memory exporter")):
+        if w1 is not None and (with_feature := g(name)) is not None:
+            per_task = (with_feature - w1) / 1000 * 1e6
+            lines.append(f"- {name} ({what}): {with_feature / 1000 * 1e6:.2f} us/task, {per_task:+.2f} us/task over W1")
     if (w2 := g("W2")) is not None:
         check("W2 <= 15 ms", w2 <= 0.015, f"{w2 * 1e3:.2f} ms")
     per_iter, peaks = _w3(results, "runs"), _w3(results, "tracemalloc_peak_bytes")
