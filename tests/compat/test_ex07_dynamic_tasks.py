@@ -5,7 +5,7 @@ Follows ``runtime_dynamic_tasks.py`` (``next_task(TaskWrapper(...))`` branching,
 (``@task(max_cycles=N)``, ``ctx.cycle_count``, ``ctx.max_cycles``, ``ctx.can_iterate()`` on a
 hand-built ``TaskGraph``), ``dynamic_tasks.py`` (tasks made in loops and factories) and
 ``fan_out_fan_in.py`` (dynamic parallel groups of bound task instances). ``task_retries.py``
-(``@task(max_retries=N)``, ``RetryPolicy``) is the retries work's to cover, not this suite's.
+(``@task(max_retries=N)``, ``RetryPolicy``) has its own module, ``test_ex07_task_retries.py``.
 """
 
 from __future__ import annotations

@@ -60,7 +60,9 @@ def attempt_in_child(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutio
     request: remote.RemoteRequest = ectx.request
     channel = ectx.channel
     if isinstance(channel, JournalChannel):  # a snapshot channel: the child starts from what it holds now
-        request = attrs.evolve(request, channel_data=channel.base.items())
+        request = attrs.evolve(request, channel_data=channel.base.items(), attempt=tctx._attempts)
+    else:
+        request = attrs.evolve(request, attempt=tctx._attempts)  # the child's ctx.retry_count
     timeout = task.attempts.timeout if task.attempts is not None else None
     outcome = _run_child(request, timeout, task, tctx)
     if outcome.channel_ops and isinstance(channel, JournalChannel):

@@ -63,22 +63,27 @@ class AttemptObserver:
 
 
 def attempts_made(task: Any, tctx: TaskExecutionContext) -> int:
-    """How many attempts the execution ``tctx`` of ``task`` took (1 for a task without retries)."""
-    if getattr(task, "attempts", None) is None:
-        return 1
+    """How many attempts the execution ``tctx`` of ``task`` took (1 for a task without retries;
+    a task retried by its run's default retries counts them too)."""
     made: int = getattr(tctx, "_attempts", 1)
     return made
 
 
-def run_attempts(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
+def run_attempts(
+    handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext, options: AttemptOptions | None = None
+) -> Any:
     """Run ``task`` until an attempt succeeds, the error is not retryable, or retries are spent.
 
     The entry point for tasks with :attr:`~graflow.core.task.TaskWrapper.attempts`; same signature
     and result as :func:`~graflow.core.execution.execute`. The final error is raised as it was
-    raised by the last attempt, with a note listing the earlier attempts' errors.
+    raised by the last attempt, with a note listing the earlier attempts' errors. ``options``
+    replaces the task's own (a run's default retries, :func:`graflow.core.retry.with_default`).
     """
-    options: AttemptOptions = task.attempts  # type: ignore[assignment]  # execute() checked it
+    if options is None:
+        options = task.attempts  # execute() checked it
+    assert options is not None
     once: Attempt = execute_once if options.timeout is None else _timed(handler, task, tctx)
+    tctx._attempt_options = options
     tctx._attempts = 1
     try:
         return once(handler, task, tctx)
@@ -245,6 +250,8 @@ def attempt_in_thread(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecuti
     timeout = task.attempts.timeout if task.attempts is not None else None
     own = TaskExecutionContext(tctx.execution_context, tctx.task_id, tctx.cycle_count, tctx._data)
     own._kwargs = tctx._kwargs
+    own._attempts = tctx._attempts  # ctx.retry_count / ctx.max_retries inside the attempt
+    own._attempt_options = tctx._attempt_options
     outcome: list[tuple[bool, Any]] = []
     done = threading.Event()
 

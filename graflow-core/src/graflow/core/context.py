@@ -18,6 +18,7 @@ from graflow.queue.base import NO_DATA, TaskQueue, TaskSpec
 
 if TYPE_CHECKING:
     from graflow.checkpoint.metadata import CheckpointMetadata
+    from graflow.core.attempt_options import AttemptOptions
     from graflow.core.engine import WorkflowEngine
     from graflow.plugins.manager import PluginHost
 
@@ -99,6 +100,7 @@ class ExecutionContext:
         session_id: str | None = None,
         engine: WorkflowEngine | None = None,
         default_max_cycles: int | None = None,
+        default_max_retries: int | None = None,
     ) -> ExecutionContext:
         """A new run of ``graph`` from ``start_node`` (default: every root), with its ready queue filled.
 
@@ -108,7 +110,8 @@ class ExecutionContext:
         Backends are chosen by name from the plugins (``memory`` built in; ``redis`` from
         graflow-redis). ``config`` goes to the backends (e.g. ``redis_url``) and may set
         ``max_cycles`` for every task; ``default_max_cycles=N`` (upstream Graflow 0.2's spelling)
-        does the same.
+        does the same. ``default_max_retries=N`` (= ``config={"max_retries": N}``) retries every task
+        that declares no retries of its own up to N times, at once (upstream's behaviour).
         """
         from graflow.plugins.manager import default_host
 
@@ -129,6 +132,12 @@ class ExecutionContext:
         settings = dict(config or {})
         if default_max_cycles is not None:
             settings["max_cycles"] = default_max_cycles
+        if default_max_retries is not None:
+            settings["max_retries"] = default_max_retries
+        if "max_retries" in settings:  # a bad value fails here, not when a task first fails
+            from graflow.core.retry import default_attempts
+
+            default_attempts(settings["max_retries"], "ExecutionContext.create")
         session = session_id or uuid.uuid4().hex[:16]
         queue = host.get("queue backend", queue_backend).factory(session, settings)
         channel = host.get("channel backend", channel_backend).factory(session, settings)
@@ -214,6 +223,7 @@ class TaskExecutionContext:
     """
 
     __slots__ = (
+        "_attempt_options",  # the options the attempt loop runs with, set with _attempts
         "_attempts",  # attempts made, set only for tasks with retries/timeout (graflow.core.attempts)
         "_checkpoints",
         "_control",
@@ -228,6 +238,7 @@ class TaskExecutionContext:
         "task_id",
     )
     _attempts: int  # unset unless the task has retries/timeout: plain tasks pay nothing for it
+    _attempt_options: AttemptOptions
 
     def __init__(self, execution_context: Any, task_id: str, cycle_count: int, data: Any = NO_DATA) -> None:
         self.execution_context = execution_context
@@ -279,6 +290,20 @@ class TaskExecutionContext:
         node = graph.nodes.get(self.task_id) if graph is not None else None
         limit = getattr(node, "max_cycles", None) or getattr(ectx, "config", {}).get("max_cycles")
         return int(limit) if limit else None
+
+    @property
+    def retry_count(self) -> int:
+        """Retries made so far in this execution: 0 on the first attempt, 1 on the first retry
+        (upstream Graflow 0.2's name; the attempt number is ``retry_count + 1``)."""
+        made: int = getattr(self, "_attempts", 1)
+        return made - 1
+
+    @property
+    def max_retries(self) -> int:
+        """How many retries this execution may make: the task's own ``retries``/``max_retries``/
+        ``retry_policy``, else the run's ``default_max_retries``; 0 when none."""
+        options: AttemptOptions | None = getattr(self, "_attempt_options", None)
+        return options.retries if options is not None else 0
 
     def can_iterate(self) -> bool:
         """Whether ``next_iteration()`` may still run this task again (its cycle budget is not spent)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, overload
 
+from graflow.core.retry import RetryPolicy
 from graflow.core.task import TaskWrapper
 
 
@@ -20,13 +21,15 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
-    retries: int = 0,
-    retry_delay: float = 1.0,
-    backoff: float = 2.0,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    backoff: float | None = None,
     max_delay: float | None = None,
-    jitter: bool = True,
+    jitter: bool | None = None,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     timeout: float | None = None,
+    max_retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
     cache: bool | None = None,
     cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
     cache_ttl: float | None = None,
@@ -41,13 +44,15 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
-    retries: int = 0,
-    retry_delay: float = 1.0,
-    backoff: float = 2.0,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    backoff: float | None = None,
     max_delay: float | None = None,
-    jitter: bool = True,
+    jitter: bool | None = None,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     timeout: float | None = None,
+    max_retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
     cache: bool | None = None,
     cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
     cache_ttl: float | None = None,
@@ -63,13 +68,15 @@ def task(
     inject_context: bool = False,
     handler: str | None = None,
     max_cycles: int | None = None,
-    retries: int = 0,
-    retry_delay: float = 1.0,
-    backoff: float = 2.0,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    backoff: float | None = None,
     max_delay: float | None = None,
-    jitter: bool = True,
+    jitter: bool | None = None,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     timeout: float | None = None,
+    max_retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
     cache: bool | None = None,
     cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
     cache_ttl: float | None = None,
@@ -80,6 +87,8 @@ def task(
 
     Retries and timeouts: ``@task(retries=3, retry_delay=1.0, backoff=2.0, max_delay=60, jitter=True,
     retry_on=(IOError,), timeout=30)``; see :class:`graflow.core.attempt_options.AttemptOptions`.
+    Unset, they mean: no retries, 1 s doubling with jitter. Upstream Graflow 0.2's ``max_retries=N``
+    (retried at once) and ``retry_policy=RetryPolicy(...)`` are accepted (:mod:`graflow.core.retry`).
 
     ``cache=True`` / ``cache_key=fn`` / ``cache_ttl=s`` / ``cache_store="name"``: result caching
     (README, "Result caching")."""
@@ -101,6 +110,8 @@ def task(
             jitter=jitter,
             retry_on=retry_on,
             timeout=timeout,
+            max_retries=max_retries,
+            retry_policy=retry_policy,
             cache=cache,
             cache_key=cache_key,
             cache_ttl=cache_ttl,

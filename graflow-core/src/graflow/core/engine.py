@@ -17,10 +17,11 @@ from typing import Any
 from graflow.core.attempt_options import TIMED_TASKS
 from graflow.core.attempts import AttemptObserver, attempts_made, check_timeout_handlers
 from graflow.core.context import ExecutionContext, TaskExecutionContext
-from graflow.core.execution import execute
+from graflow.core.execution import execute_with_default
 from graflow.core.graph import ACTIVE_GRAPH, TaskGraph
 from graflow.core.groups import GroupRunning
 from graflow.core.handler import DirectTaskHandler, TaskHandler
+from graflow.core.retry import default_attempts
 from graflow.core.task import Executable, ParallelGroup, TaskWrapper
 from graflow.exceptions import (
     DuplicateTaskError,
@@ -157,6 +158,10 @@ class _Run(GroupRunning):
         self.reachable = graph.reachable_from([*ctx.start_nodes, *pending_ids, *ctx.completed])
         default_cycles = ctx.config.get("max_cycles", engine.config.get("max_cycles"))
         self.default_max_cycles: int | None = int(default_cycles) if default_cycles else None
+        # Retries for tasks that declare none (default_max_retries): resolved here, once per run.
+        default_retries = ctx.config.get("max_retries", engine.config.get("max_retries"))
+        self.default_attempts = default_attempts(default_retries, "the run's max_retries setting")
+        self.execute_task = execute_with_default(self.default_attempts)
         if TIMED_TASKS:  # a timeout its handler cannot honour fails now, before any task runs
             check_timeout_handlers(engine.handler, graph.nodes)
 
@@ -172,6 +177,7 @@ class _Run(GroupRunning):
         handlers = self.engine._handlers
         max_steps = ctx.max_steps
         default_max_cycles = self.default_max_cycles
+        execute = self.execute_task
         perf_counter = time.perf_counter
         last_result: Any = None
         while (spec := queue_get()) is not None:
@@ -228,7 +234,7 @@ class _Run(GroupRunning):
             self.rlog.debug("task_started", task_id=task_id, cycle=cycle)
         t0 = time.perf_counter()
         try:
-            result = execute(handler, task, tctx)
+            result = self.execute_task(handler, task, tctx)
         except Exception as exc:  # KeyboardInterrupt and SystemExit pass through unwrapped
             self._failed(task_id, cycle, time.perf_counter() - t0, exc, attempts_made(task, tctx))
             raise TaskExecutionError(task_id, exc) from exc

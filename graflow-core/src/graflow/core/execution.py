@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from graflow.cache.runtime import run_cached
 from graflow.core.context import _CURRENT_TASK, TaskExecutionContext
 from graflow.core.handler import DirectTaskHandler, TaskHandler
+from graflow.core.retry import with_default
 
 if TYPE_CHECKING:
+    from graflow.core.attempt_options import AttemptOptions
     from graflow.core.task import TaskWrapper
+
+Execute = Callable[[TaskHandler, "TaskWrapper", TaskExecutionContext], Any]
 
 _UNSET: Any = object()
 
@@ -32,6 +37,29 @@ def execute(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext)
     if type(handler) is DirectTaskHandler:
         return task.invoke(tctx)
     return _through_handler(handler, task, tctx)
+
+
+def execute_with_default(default: AttemptOptions | None) -> Execute:
+    """:func:`execute` for a run whose tasks get ``default`` retries unless they declare their own
+    (``default_max_retries``). Chosen once per run: without a default it is :func:`execute` itself,
+    so a plain task pays nothing for the feature."""
+    if default is None:
+        return execute
+
+    def execute_defaulted(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
+        found = with_default(task, default)
+        if found is None or found is task.attempts:  # the task's own options (or none) decide
+            return execute(handler, task, tctx)
+        options: AttemptOptions = found
+
+        def attempt_all(h: TaskHandler, t: TaskWrapper, c: TaskExecutionContext) -> Any:
+            return attempts.run_attempts(h, t, c, options)
+
+        if task._cache is not None:
+            return run_cached(handler, task, tctx, attempt_all)
+        return attempt_all(handler, task, tctx)
+
+    return execute_defaulted
 
 
 def execute_uncached(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:

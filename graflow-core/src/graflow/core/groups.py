@@ -15,7 +15,7 @@ from graflow.channels.views import apply_channel_ops
 from graflow.coordination.base import MemberOutcome, MemberRun
 from graflow.core.attempts import attempts_made
 from graflow.core.context import ExecutionContext, TaskExecutionContext
-from graflow.core.execution import execute
+from graflow.core.execution import Execute
 from graflow.core.remote import RemoteRequest
 from graflow.core.task import Executable, ParallelGroup, TaskWrapper
 from graflow.exceptions import (
@@ -29,6 +29,7 @@ from graflow.exceptions import (
 from graflow.policies import ErrorHandlingPolicy, NamedPolicy
 
 if TYPE_CHECKING:
+    from graflow.core.attempt_options import AttemptOptions
     from graflow.core.engine import WorkflowEngine
     from graflow.core.graph import TaskGraph
 
@@ -45,6 +46,8 @@ class GroupRunning:
     timed: bool
     on_started: Any
     default_max_cycles: int | None
+    default_attempts: AttemptOptions | None  # the run's default retries (default_max_retries)
+    execute_task: Execute  # execute(), or its variant applying default_attempts
 
     def _failed(
         self,
@@ -264,7 +267,7 @@ class MemberRunner:
                 if r.timed or r.on_started is not None:
                     outcome.result = r._execute_observed(handler, member, tctx)
                 else:
-                    outcome.result = execute(handler, member, tctx)
+                    outcome.result = r.execute_task(handler, member, tctx)
             else:
                 raise GraflowError(f"group member {run.task_id!r} is not executable: {member!r}")
         except TaskExecutionError as exc:
@@ -278,8 +281,7 @@ class MemberRunner:
             r._failed(run.task_id, run.cycle, time.perf_counter() - t0, exc, outcome.attempts)
             outcome.error = exc
             return outcome
-        if type(member) is TaskWrapper and member.attempts is not None:  # one attribute check for plain members
-            outcome.attempts = attempts_made(member, tctx)
+        outcome.attempts = attempts_made(member, tctx)  # one getattr; counts a run's default retries too
         outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
         outcome.iterate = tctx._iterate
         outcome.control = tctx._control
@@ -326,6 +328,7 @@ class MemberRunner:
             handler=engine._handlers[member.handler] if member.handler in engine._registered else None,
             cache_config=None if member._cache is None else cache_shipping_config(self._run, member),
             context=remote_context,
+            default_attempts=self._run.default_attempts,
         )
 
 

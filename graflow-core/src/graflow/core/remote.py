@@ -41,10 +41,12 @@ from graflow.channels.base import Channel
 from graflow.channels.memory import MemoryChannel
 from graflow.channels.views import JournalChannel
 from graflow.coordination.base import MemberOutcome
+from graflow.core.attempt_options import AttemptOptions
 from graflow.core.attempts import attempts_made
 from graflow.core.context import TaskExecutionContext
-from graflow.core.execution import execute, execute_once
+from graflow.core.execution import execute, execute_once, execute_with_default
 from graflow.core.handler import TaskHandler
+from graflow.core.retry import with_default
 from graflow.core.task import TaskWrapper, find_by_name
 from graflow.exceptions import PayloadRejectedError, RemoteTaskError, SerializationError
 from graflow.queue.base import NO_DATA
@@ -105,6 +107,8 @@ class RemoteRequest:
     handler: TaskHandler | None = None  # a handler registered on the submitting engine, shipped along
     cache_config: dict[str, Any] | None = None  # a cached task: the store to use there (graflow.cache)
     context: dict[str, str] = attrs.Factory(dict)  # from graflow_remote_context hooks (trace context, ...)
+    default_attempts: AttemptOptions | None = None  # the run's default retries (default_max_retries)
+    attempt: int = 1  # which attempt a timed attempt's child process runs (ctx.retry_count there)
 
     @property
     def task_id(self) -> str:
@@ -362,10 +366,18 @@ def run_request(request: RemoteRequest, worker_id: str | None = None, *, once: b
         task = request.task
         handler = request.handler or host.get("handler", task.handler).factory(request.channel_config)
         if once:
+            tctx._attempts = request.attempt
+            default = request.default_attempts
+            options = task.attempts if default is None else with_default(task, default)
+            if options is not None:
+                tctx._attempt_options = options
             outcome.result = execute_once(handler, task, tctx)
         else:
             rctx.request = request
-            outcome.result = execute(handler, task, tctx)
+            if request.default_attempts is None:
+                outcome.result = execute(handler, task, tctx)
+            else:
+                outcome.result = execute_with_default(request.default_attempts)(handler, task, tctx)
         outcome.next_tasks = [(t, tctx._goto) for t in tctx._next_tasks or ()]
         outcome.iterate = tctx._iterate
         outcome.control = tctx._control
@@ -374,7 +386,7 @@ def run_request(request: RemoteRequest, worker_id: str | None = None, *, once: b
     except BaseException as exc:  # reported to the run, never lost
         exc.add_note(f"Traceback in the process that ran the task (pid {os.getpid()}):\n{traceback.format_exc()}")
         outcome.error = exc
-    if tctx is not None and request.task.attempts is not None:
+    if tctx is not None:
         outcome.attempts = attempts_made(request.task, tctx)
     if journal is not None:
         outcome.channel_ops = journal.ops

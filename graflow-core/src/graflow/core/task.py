@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from graflow.core.attempt_options import AttemptOptions, register_timed
 from graflow.core.graph import ACTIVE_GRAPH, TaskGraph
+from graflow.core.retry import RetryPolicy, resolve_retry_options
 from graflow.exceptions import GraflowError, MissingParameterError
 from graflow.queue.base import NO_DATA
 
@@ -97,10 +98,13 @@ class TaskWrapper(Executable):
     ``retries``, ``retry_delay``, ``backoff``, ``max_delay``, ``jitter``, ``retry_on`` and ``timeout``
     make :attr:`attempts` (see :class:`graflow.core.attempt_options.AttemptOptions`); it stays
     ``None`` when there is nothing to do (no retries, no timeout), which keeps the plain task's path free.
+    ``max_retries`` (retried at once unless ``retry_delay`` is given) and ``retry_policy`` are
+    upstream Graflow 0.2's spellings (:mod:`graflow.core.retry`).
     """
 
     _cache: CacheSpec | None = None  # tasks unpickled from before caching existed have none
     attempts: AttemptOptions | None = None  # class default: pickles written before the option existed
+    _retries_declared = False  # set when the task gave retries itself (see graflow.core.retry.with_default)
 
     def __init__(
         self,
@@ -112,13 +116,15 @@ class TaskWrapper(Executable):
         max_cycles: int | None = None,
         kwargs: Mapping[str, Any] | None = None,
         register: bool = True,
-        retries: int = 0,
-        retry_delay: float = 1.0,
-        backoff: float = 2.0,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+        backoff: float | None = None,
         max_delay: float | None = None,
-        jitter: bool = True,
+        jitter: bool | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         timeout: float | None = None,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
         cache: bool | None = None,
         cache_key: Callable[[Mapping[str, Any]], str | bytes] | None = None,
         cache_ttl: float | None = None,
@@ -143,17 +149,25 @@ class TaskWrapper(Executable):
         self.handler = handler or DEFAULT_HANDLER
         self.max_cycles = max_cycles
         self.kwargs: dict[str, Any] = dict(kwargs or {})
-        options = AttemptOptions.build(
-            task_id,
-            retries=retries,
-            retry_delay=retry_delay,
-            backoff=backoff,
-            max_delay=max_delay,
-            jitter=jitter,
-            retry_on=retry_on,
-            timeout=timeout,
-        )  # validated even when unused: a typo fails at declaration
-        self.attempts = options if options.retries or options.timeout is not None else None
+        self.attempts = None
+        retry_given = (retries, max_retries, retry_policy, retry_delay, backoff, max_delay, jitter, retry_on, timeout)
+        if any(option is not None for option in retry_given):  # a task without any pays nothing more
+            retry, declared = resolve_retry_options(
+                task_id,
+                retries=retries,
+                max_retries=max_retries,
+                retry_policy=retry_policy,
+                retry_delay=retry_delay,
+                backoff=backoff,
+                max_delay=max_delay,
+                jitter=jitter,
+            )
+            options = AttemptOptions.build(
+                task_id, **retry, retry_on=retry_on, timeout=timeout
+            )  # validated even when unused: a typo fails at declaration
+            self.attempts = options if options.retries or options.timeout is not None else None
+            if declared:  # a run's default retries (default_max_retries) leave this task alone
+                self._retries_declared = True
         if timeout is not None:
             register_timed(self)
         self._params, self._var_kwargs = self._inspect(func, inject_context)
@@ -306,21 +320,31 @@ class TaskWrapper(Executable):
     def _option_kwargs(self) -> dict[str, Any]:
         """This task's retry, timeout and cache options as constructor arguments (for :meth:`bind`)."""
         options: dict[str, Any] = {}
-        if self.attempts is not None:
-            a = self.attempts
-            options.update(
-                retries=a.retries,
-                retry_delay=a.retry_delay,
-                backoff=a.backoff,
-                max_delay=a.max_delay,
-                jitter=a.jitter,
-                retry_on=a.retry_on,
-                timeout=a.timeout,
-            )
+        a = self.attempts
+        if a is not None:
+            options.update(retry_on=a.retry_on, timeout=a.timeout)
+            if self._retries_declared:
+                options.update(
+                    retries=a.retries,
+                    retry_delay=a.retry_delay,
+                    backoff=a.backoff,
+                    max_delay=a.max_delay,
+                    jitter=a.jitter,
+                )
+        elif self._retries_declared:
+            options.update(retries=0)  # an explicit 0 keeps the run's default retries away from the copy too
         if self._cache is not None:
             c = self._cache
             options.update(cache=True, cache_key=c.key_fn, cache_ttl=c.ttl, cache_store=c.store)
         return options
+
+    @property
+    def max_retries(self) -> int | None:
+        """Upstream Graflow 0.2's view of this task's own retries: None when it declared none (a
+        run's ``default_max_retries`` then applies), else how many."""
+        if not self._retries_declared:
+            return None
+        return self.attempts.retries if self.attempts is not None else 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Upstream Graflow 0.2's task instances: ``fetch(task_id="fetch_eu", region="eu")``. Only a
