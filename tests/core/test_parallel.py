@@ -456,3 +456,26 @@ def test_a_failing_task_failed_hook_neither_hangs_a_threading_group_nor_hides_th
     cause = info.value.__cause__
     assert isinstance(cause, ValueError)
     assert any("metrics backend down" in note for note in getattr(cause, "__notes__", []))
+
+
+def test_a_pool_member_whose_process_dies_reaches_the_failure_hook() -> None:
+    """The outcome of a dead pool process is made in the run's process; it used to look like an
+    in-process member's (no worker id), so graflow_task_failed was never called for it."""
+    from graflow import WorkflowEngine, hookimpl
+
+    failed: list[tuple[str, str]] = []
+
+    class Watcher:
+        @hookimpl
+        def graflow_task_failed(self, task_id: str, error: BaseException, worker_id: str | None) -> None:
+            failed.append((task_id, type(error).__name__))
+
+    def crash() -> None:
+        os._exit(3)
+
+    with workflow("pool_death") as wf:
+        (TaskWrapper("ok", lambda: 1) | TaskWrapper("crash", crash)).with_execution(
+            backend=CoordinationBackend.MULTIPROCESSING, max_workers=2
+        ).with_policy("best_effort")
+    wf.execute(engine=WorkflowEngine(plugins=[Watcher()]))
+    assert [task_id for task_id, _ in failed] == ["crash"]

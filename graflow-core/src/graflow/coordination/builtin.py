@@ -157,7 +157,7 @@ class MultiprocessingCoordinator(GroupCoordinator):
         try:
             return remote.loads_outcome(future.result(), key)
         except BaseException as exc:  # the worker process died, or the outcome was unreadable
-            return MemberOutcome(run.task_id, run.cycle, error=exc)
+            return MemberOutcome(run.task_id, run.cycle, error=exc, worker_id="pool")  # reported by the run
 
     def collect(self, timeout: float | None = None) -> list[MemberOutcome]:
         return _drain(self._outcomes, timeout)
