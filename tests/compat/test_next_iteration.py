@@ -18,6 +18,8 @@ from graflow.core.context import ExecutionContext, TaskExecutionContext
 from graflow.core.decorators import task
 from graflow.core.engine import WorkflowEngine
 from graflow.core.graph import TaskGraph
+from graflow.core.task import TaskWrapper
+from graflow.core.workflow import workflow
 from graflow.exceptions import CycleLimitExceededError
 
 
@@ -208,3 +210,38 @@ def test_task_sees_its_own_max_cycles() -> None:
 
     graph.add_node(limited, "limited")
     assert _run(graph, "limited").channel.get("observed_max") == 5
+
+
+def test_can_iterate_knows_the_engines_max_cycles() -> None:
+    """A limit set on the engine is enforced by the run: can_iterate() must see it too."""
+    seen: list[tuple[int, int | None]] = []
+
+    def body(ctx: TaskExecutionContext) -> int:
+        seen.append((ctx.cycle_count, ctx.max_cycles))
+        if ctx.can_iterate():
+            ctx.next_iteration()
+        return ctx.cycle_count
+
+    with workflow("engine_limit") as wf:
+        TaskWrapper("loop", body, inject_context=True)
+    assert wf.execute(engine=WorkflowEngine(config={"max_cycles": 3})) == 3
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+@pytest.mark.parametrize("where", ["task", "run"])
+def test_can_iterate_in_a_process_pool_member(where: str) -> None:
+    """A member in another process has no graph: the run ships the limit it enforces."""
+
+    def body(ctx: TaskExecutionContext) -> int:
+        if ctx.can_iterate():
+            ctx.next_iteration()
+        return ctx.cycle_count * 100 + (ctx.max_cycles or 0)
+
+    limit = {"max_cycles": 2} if where == "task" else {}
+    with workflow(f"pool_limit_{where}") as wf:
+        (TaskWrapper("a", body, inject_context=True, **limit) | TaskWrapper("b", lambda: 0)).with_execution(
+            backend="multiprocessing", max_workers=2
+        )
+    config = {} if where == "task" else {"max_cycles": 2}
+    _, ctx = wf.execute(ret_context=True, config=config)
+    assert ctx.results["a"] == 202

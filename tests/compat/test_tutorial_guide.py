@@ -16,7 +16,7 @@ import pytest
 from graflow.core.context import TaskExecutionContext
 from graflow.core.decorators import task
 from graflow.core.handlers.group_policy import AtLeastNGroupPolicy, CriticalGroupPolicy
-from graflow.core.task import chain, parallel
+from graflow.core.task import TaskWrapper, chain, parallel
 from graflow.core.workflow import workflow
 from graflow.exceptions import GraflowWorkflowCanceledError
 
@@ -470,3 +470,12 @@ def test_cancel_workflow_stops_the_run_with_an_error() -> None:
         with pytest.raises(GraflowWorkflowCanceledError):
             wf.execute(start_node="validate")
     assert log == ["Validation failed"]
+
+
+def test_chain_attaches_by_its_head_on_the_right_and_its_tail_on_the_left() -> None:
+    with workflow("chained") as wf:
+        x, a, b, c, y = (TaskWrapper(n, lambda n=n: n) for n in "xabcy")
+        x >> chain(a, b, c) >> y
+    edges = set(wf.graph.edges())
+    assert {("x", "a"), ("a", "b"), ("b", "c"), ("c", "y")} <= edges
+    assert ("x", "c") not in edges

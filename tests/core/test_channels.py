@@ -330,3 +330,11 @@ def test_field_update_from_parallel_members_adds_up(backend: str) -> None:
 def test_a_shared_channel_ships_no_secret_to_other_processes_by_default() -> None:
     config = {"secret_key": "k", "db_password": "pw", "api_token": "t", "aws_secret_access_key": "a", "region": "eu"}
     assert MemoryChannel("run").shipping_config(config) == {"region": "eu"}
+
+
+def test_field_set_all_writes_nothing_when_one_field_is_bad() -> None:
+    base = MemoryChannel()
+    fields = FieldChannel(base, TrainingState)
+    with pytest.raises(TypeError, match="'loss'"):
+        fields.set_all({"epoch": 1, "loss": "low", "phase": "INIT", "best": None, "history": []})  # type: ignore[typeddict-item]
+    assert base.keys() == []

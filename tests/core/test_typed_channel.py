@@ -6,6 +6,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 import attrs
 import pytest
+import typing_extensions
 
 from graflow import TaskExecutionContext, TaskWrapper, TypedChannel, task, workflow
 from graflow.channels.memory import MemoryChannel
@@ -163,3 +164,44 @@ def test_messages_written_by_parallel_members_reach_the_run(backend: str) -> Non
     _, ctx = wf.execute(ret_context=True)
     assert ctx.channel.get("total") == {"x": 6}
     assert [ctx.channel.get(f"p{i}") for i in (1, 2, 3)] == [{"x": 1}, {"x": 2}, {"x": 3}]
+
+
+def test_one_unresolvable_annotation_leaves_the_other_fields_checked() -> None:
+    """A local class in a string annotation cannot be resolved; it used to switch off every check."""
+
+    class Point(TypedDict):
+        x: int
+
+    class Shape(TypedDict):
+        name: str
+        count: int
+        origin: Point  # a string here (from __future__ import annotations) naming a local class
+
+    @attrs.define
+    class Box:
+        count: int
+        origin: Point
+
+    shapes = TypedChannel(MemoryChannel(), Shape)
+    with pytest.raises(TypeError, match="count expects int"):
+        shapes.set("s", {"name": "sq", "count": "many", "origin": {"x": 1}})
+    shapes.set("s", {"name": "sq", "count": 4, "origin": {"x": 1}})
+    with pytest.raises(TypeError, match="count expects int"):
+        TypedChannel(MemoryChannel(), Box).set("b", {"count": "many", "origin": {"x": 1}})
+
+
+class Inner(typing_extensions.TypedDict):
+    a: int
+
+
+class Outer(TypedDict):
+    inner: Inner
+
+
+def test_typing_extensions_typeddicts_are_schemas_too() -> None:
+    """pydantic needs typing_extensions.TypedDict before Python 3.12; typing.is_typeddict misses it."""
+    TypedChannel(MemoryChannel(), Inner).set("k", {"a": 1})
+    outer = TypedChannel(MemoryChannel(), Outer)
+    outer.set("k", {"inner": {"a": 1}})
+    with pytest.raises(TypeError, match=r"inner\.a expects int"):
+        outer.set("k", {"inner": {"a": "x"}})

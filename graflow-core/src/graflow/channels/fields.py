@@ -61,5 +61,7 @@ class FieldChannel(Generic[T]):
             if attrs.has(type(values))
             else dict(values)  # type: ignore[call-overload]
         )
+        for key, value in items.items():  # all checked first: a bad field leaves nothing half-written
+            self._schema.check_field(key, value)
         for key, value in items.items():
-            self.set(key, value)
+            self.channel.set(key, value)

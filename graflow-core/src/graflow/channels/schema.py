@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections.abc
 import contextlib
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -29,30 +30,29 @@ class Schema:
         self.cls = cls
         self.name: str = getattr(cls, "__name__", repr(cls))
         if attrs.has(cls):
-            # Under ``from __future__ import annotations`` attrs keeps the types as strings, which would
-            # check nothing: resolve them first (unresolvable forward references stay unchecked).
-            with contextlib.suppress(NameError):
-                attrs.resolve_types(cls)
             self.is_attrs = True
-            self.fields: dict[str, Any] = {a.name: a.type for a in attrs.fields(cls)}
+            try:  # attrs keeps string annotations (``from __future__ import annotations``) until resolved
+                attrs.resolve_types(cls)
+                self.fields: dict[str, Any] = {a.name: a.type for a in attrs.fields(cls)}
+            except NameError:  # one unresolvable reference: resolve the others one by one
+                self.fields = _resolve_each(cls, {a.name: a.type for a in attrs.fields(cls)})
             self.required: frozenset[str] = frozenset(
                 a.name for a in attrs.fields(cls) if a.default is attrs.NOTHING and a.init
             )
-        elif typing.is_typeddict(cls):
+        elif is_typeddict(cls):
             self.is_attrs = False
             try:
-                self.fields = typing.get_type_hints(cls)
                 extras = typing.get_type_hints(cls, include_extras=True)
-            except NameError:
-                self.fields = extras = dict(cls.__annotations__)
+            except NameError:  # one unresolvable reference: resolve the others one by one
+                extras = _resolve_each(cls, dict(cls.__annotations__))
+            self.fields = {k: _unqualified(hint) for k, hint in extras.items()}
             # Python computes __required_keys__ before string annotations (``from __future__ import
             # annotations``) are resolved, so it misses NotRequired/Required there: read them here.
             computed = getattr(cls, "__required_keys__", frozenset(self.fields))
             self.required = frozenset(
                 k
                 for k, hint in extras.items()
-                if typing.get_origin(hint) is typing.Required
-                or (typing.get_origin(hint) is not typing.NotRequired and k in computed)
+                if _qualifier(hint) == "Required" or (_qualifier(hint) != "NotRequired" and k in computed)
             )
         else:
             raise TypeError(
@@ -82,6 +82,47 @@ class Schema:
         if problem is not None:
             raise TypeError(f"{where} must be a valid {self.name}: {problem}")
         return value
+
+
+def is_typeddict(cls: Any) -> bool:
+    """A TypedDict class, from ``typing`` or ``typing_extensions`` (pydantic needs the latter before
+    Python 3.12, and ``typing.is_typeddict`` does not recognise it)."""
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, dict)
+        and hasattr(cls, "__required_keys__")
+        and hasattr(cls, "__total__")
+    )
+
+
+def _qualifier(hint: Any) -> str | None:
+    """``"Required"``/``"NotRequired"``/``"ReadOnly"`` for a TypedDict key's qualifier, whichever module made it."""
+    origin = typing.get_origin(hint)
+    name = getattr(origin, "_name", None) or getattr(origin, "__name__", None)
+    return name if name in ("Required", "NotRequired", "ReadOnly") else None
+
+
+def _unqualified(hint: Any) -> Any:
+    while _qualifier(hint) is not None:
+        hint = typing.get_args(hint)[0]
+    return hint
+
+
+def _resolve_each(cls: type[Any], annotations: dict[str, Any]) -> dict[str, Any]:
+    """Each string annotation evaluated on its own in the class's module, as ``typing.get_type_hints``
+    would: one that names something unreachable (a local class) stays a string and checks nothing,
+    the others are still checked."""
+    module = sys.modules.get(getattr(cls, "__module__", ""), None)
+    namespace = dict(vars(module)) if module is not None else {}
+    resolved: dict[str, Any] = {}
+    for name, hint in annotations.items():
+        if isinstance(hint, typing.ForwardRef):  # how a TypedDict keeps a string annotation
+            hint = hint.__forward_arg__
+        if isinstance(hint, str):
+            with contextlib.suppress(Exception):  # unresolvable: left a string, unchecked
+                hint = eval(hint, namespace, {})  # what get_type_hints does with a string annotation
+        resolved[name] = hint
+    return resolved
 
 
 _SCHEMAS: dict[type[Any], Schema] = {}
@@ -122,7 +163,7 @@ def mismatch(value: Any, expected: Any, path: str) -> str | None:
         if value in args:
             return None
         return f"{path or 'value'} expects one of {list(args)!r}, got {_describe(value)}"
-    if isinstance(expected, type) and (typing.is_typeddict(expected) or attrs.has(expected)):
+    if isinstance(expected, type) and (is_typeddict(expected) or attrs.has(expected)):
         return _mismatch_record(value, schema_of(expected), path)
     if origin is not None:
         return _mismatch_generic(value, origin, args, expected, path)

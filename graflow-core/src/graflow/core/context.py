@@ -287,8 +287,14 @@ class TaskExecutionContext:
         ``max_cycles`` setting); None when unlimited."""
         ectx = self.execution_context
         graph = getattr(ectx, "graph", None)
-        node = graph.nodes.get(self.task_id) if graph is not None else None
-        limit = getattr(node, "max_cycles", None) or getattr(ectx, "config", {}).get("max_cycles")
+        if graph is None:  # in another process: the run that shipped the task decided the limit
+            shipped: int | None = getattr(ectx, "max_cycles", None)
+            return shipped
+        node = graph.nodes.get(self.task_id)
+        limit = getattr(node, "max_cycles", None)
+        if not limit:
+            run = getattr(ectx, "active_run", None)  # the run's default: its config over the engine's
+            limit = run.default_max_cycles if run is not None else getattr(ectx, "config", {}).get("max_cycles")
         return int(limit) if limit else None
 
     @property

@@ -329,6 +329,7 @@ class MemberRunner:
             cache_config=None if member._cache is None else cache_shipping_config(self._run, member),
             context=remote_context,
             default_attempts=self._run.default_attempts,
+            max_cycles=member.max_cycles or self._run.default_max_cycles,
         )
 
 

@@ -109,6 +109,7 @@ class RemoteRequest:
     context: dict[str, str] = attrs.Factory(dict)  # from graflow_remote_context hooks (trace context, ...)
     default_attempts: AttemptOptions | None = None  # the run's default retries (default_max_retries)
     attempt: int = 1  # which attempt a timed attempt's child process runs (ctx.retry_count there)
+    max_cycles: int | None = None  # the member's cycle limit in the run (ctx.max_cycles / can_iterate there)
 
     @property
     def task_id(self) -> str:
@@ -305,6 +306,7 @@ class RemoteExecutionContext:
         self.config = dict(config)
         self.results: dict[str, Any] = {}
         self.graph = None
+        self.max_cycles: int | None = None  # the member's cycle limit, decided by the run that shipped it
         self.cache_config: dict[str, Any] | None = None  # set for a cached task (graflow.cache.runtime)
         self.cache_hit: str | None = None  # the key, when the result came from the cache
         # The request being run: a timed attempt re-runs it in a child process it can kill (attempt_process).
@@ -360,6 +362,7 @@ def run_request(request: RemoteRequest, worker_id: str | None = None, *, once: b
             factory = host.get("channel backend", request.channel_backend).factory
             channel = factory(request.session_id, request.channel_config)
         rctx = RemoteExecutionContext(request.session_id, channel, request.channel_config)
+        rctx.max_cycles = getattr(request, "max_cycles", None)  # absent from an older submitter's request
         rctx.cache_config = request.cache_config
         tctx = TaskExecutionContext(rctx, request.task_id, request.cycle, request.data)
         tctx._kwargs = request.kwargs

@@ -557,14 +557,48 @@ def iter_tasks(items: Iterable[Executable]) -> Iterable[TaskWrapper]:
             yield item
 
 
-def chain(*tasks: Executable) -> Executable:
-    """``chain(a, b, c)`` wires ``a >> b >> c`` (upstream Graflow 0.2's helper) and returns ``c``."""
+class TaskChain:
+    """What ``chain(a, b, c)`` returns: ``a >> b >> c`` already wired. On the right of ``>>`` it
+    attaches by its first task (``x >> chain(a, b, c)`` wires ``x >> a``), on the left by its last
+    (``chain(a, b, c) >> y`` wires ``c >> y``). It is not a node of the graph itself."""
+
+    def __init__(self, first: Executable, last: Executable) -> None:
+        self.first = first
+        self.last = last
+
+    @property
+    def task_id(self) -> str:
+        return self.last.task_id
+
+    def __rshift__(self, other: Executable | TaskChain) -> Executable | TaskChain:
+        self.last >> (other.first if isinstance(other, TaskChain) else other)
+        return other
+
+    def __rrshift__(self, other: Executable) -> TaskChain:
+        other >> self.first
+        return self
+
+    def __lshift__(self, other: Executable | TaskChain) -> Executable | TaskChain:
+        (other.last if isinstance(other, TaskChain) else other) >> self.first
+        return other
+
+    def __rlshift__(self, other: Executable) -> TaskChain:
+        self.last >> other
+        return self
+
+    def __repr__(self) -> str:
+        return f"TaskChain({self.first.task_id!r} ... {self.last.task_id!r})"
+
+
+def chain(*tasks: Executable) -> TaskChain:
+    """``chain(a, b, c)`` wires ``a >> b >> c`` (upstream Graflow 0.2's helper); the result attaches
+    by ``a`` on the right of ``>>`` and by ``c`` on its left (:class:`TaskChain`)."""
     if not tasks:
         raise ValueError("chain() needs at least one task")
     last = tasks[0]
     for item in tasks[1:]:
         last = last >> item
-    return last
+    return TaskChain(tasks[0], last)
 
 
 def parallel(*tasks: Executable) -> ParallelGroup:
