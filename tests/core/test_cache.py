@@ -1012,3 +1012,18 @@ def test_settings_named_as_secrets_are_not_shipped_with_a_request() -> None:
     runtime = CacheRuntime(default_host(), {"cache_store": "bucket"})
     runtime._stores["bucket"] = Bucket()
     assert runtime.shipping_config(CacheSpec(b"code")) == {"bucket": "b", "cache_store": "bucket"}
+
+
+def test_a_closure_holding_a_partial_of_itself_is_digested_without_looping() -> None:
+    import functools
+
+    from graflow.cache.keys import code_digest
+
+    def make() -> Callable[[int], int]:
+        def step(n: int, by: int) -> int:
+            return 0 if n <= 0 else again(n - by)
+
+        again = functools.partial(step, by=1)
+        return again
+
+    assert code_digest(make()) == code_digest(make())

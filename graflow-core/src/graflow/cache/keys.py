@@ -256,7 +256,7 @@ def _digest_layers(func: Any, seen: set[int], depth: int) -> bytes:
     while layer is not None and id(layer) not in seen and depth < MAX_LAYERS:
         seen.add(id(layer))
         depth += 1
-        h.update(_frame(b"L", _layer_digest(layer)))
+        h.update(_frame(b"L", _layer_digest(layer, seen, depth)))
         target = getattr(layer, "__func__", layer)  # a bound method: its function
         for cell in getattr(target, "__closure__", None) or ():
             try:
@@ -269,10 +269,10 @@ def _digest_layers(func: Any, seen: set[int], depth: int) -> bytes:
     return h.digest()
 
 
-def _layer_digest(func: Any) -> bytes:
-    """The digest of one callable's own code (not what it wraps)."""
+def _layer_digest(func: Any, seen: set[int], depth: int) -> bytes:
+    """The digest of one callable's own code (not what it wraps; a partial's function included)."""
     if isinstance(func, functools.partial):
-        h = blake3(code_digest(func.func))
+        h = blake3(_digest_layers(func.func, seen, depth))
         try:
             h.update(encode_arguments("", {"args": func.args, "keywords": func.keywords}))
         except CacheKeyError as exc:
