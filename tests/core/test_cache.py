@@ -724,3 +724,306 @@ def test_a_hit_does_not_call_the_tasks_handler() -> None:
         TaskWrapper("handled", lambda: "done", handler="counting", cache=True)
     assert [wf.execute(engine=engine), wf.execute(engine=engine)] == ["done", "done"]
     assert handler.calls == 1
+
+
+# --- defaults, decorators, colliding values, bad settings -----------------------------------------------
+
+
+def test_a_changed_default_value_gives_another_key() -> None:
+    calls: list[Any] = []
+
+    def v1(x: int = 1, scale: int = 10) -> int:
+        calls.append(scale)
+        return x * scale
+
+    def v2(x: int = 1, scale: int = 1000) -> int:  # the same code: only the default changed
+        calls.append(scale)
+        return x * scale
+
+    results = []
+    for fn in (v1, v2, v1):
+        with workflow("defaults") as wf:
+            TaskWrapper("scaled", fn, cache=True, cache_store="memory")
+        results.append(wf.execute())
+    assert results == [10, 1000, 10]
+    assert calls == [10, 1000]  # the third run is a hit of the first
+
+
+def test_key_of_and_invalidate_find_the_entry_a_run_wrote_with_defaults() -> None:
+    calls: list[int] = []
+
+    def add(x: int, y: int = 2) -> int:
+        calls.append(x)
+        return x + y
+
+    with workflow("defaults") as wf:
+        t = TaskWrapper("add", add, cache=True, cache_store="memory", kwargs={"x": 1})
+    assert wf.execute() == 3
+    assert key_of(t, {"x": 1}) == key_of(t, {"x": 1, "y": 2})
+    assert graflow.cache.invalidate(t, {"x": 1}, store="memory") == 1  # the key the run used
+    assert wf.execute() == 3 and calls == [1, 1]
+
+
+def test_cache_key_fn_receives_the_defaults_too() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def key(args: Mapping[str, Any]) -> str:
+        seen.append(dict(args))
+        return f"{args['url']}@{args['version']}"
+
+    def fetch(url: str, version: str = "v1") -> str:
+        return f"{url}:{version}"
+
+    with workflow("keyfn") as wf:
+        t = TaskWrapper("fetch", fetch, cache_key=key, cache_store="memory", kwargs={"url": "u"})
+    assert wf.execute() == "u:v1"
+    assert seen == [{"url": "u", "version": "v1"}]
+    assert key_of(t, {"url": "u"}) == key_of(t, {"url": "u", "version": "v1"})
+
+
+def _wraps(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _no_wraps(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:  # keeps fn only in its closure
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("decorate", [_wraps, _no_wraps, lambda f: _wraps(_wraps(f))])
+def test_editing_the_body_under_a_decorator_invalidates(decorate: Callable[..., Any]) -> None:
+    from graflow.cache.keys import code_digest
+
+    def v1(x: int) -> int:
+        return x + 1
+
+    def v1_again(x: int) -> int:
+        return x + 1
+
+    def v2(x: int) -> int:
+        return x * 1000
+
+    assert code_digest(decorate(v1)) == code_digest(decorate(v1_again))
+    assert code_digest(decorate(v1)) != code_digest(decorate(v2))
+    assert code_digest(decorate(v1)) != code_digest(v1)  # the decorator's own code counts too
+
+    calls: list[str] = []
+
+    def run(fn: Callable[..., Any]) -> Any:
+        def recorded(x: int) -> int:
+            calls.append(fn.__name__)
+            return int(fn(x))
+
+        with workflow("decorated") as wf:
+            TaskWrapper("decorated", decorate(recorded), cache=True, cache_store="memory", kwargs={"x": 2})
+        return wf.execute()
+
+    assert [run(v1), run(v2)] == [3, 2000]
+    assert calls == ["v1", "v2"]  # a closure cell of the task's function holds v1/v2: digested with it
+
+
+def test_a_self_referencing_closure_is_digested_without_looping() -> None:
+    from graflow.cache.keys import code_digest
+
+    def outer() -> Callable[[int], int]:
+        def countdown(n: int) -> int:
+            return 0 if n <= 0 else countdown(n - 1)
+
+        return countdown
+
+    assert code_digest(outer()) == code_digest(outer())
+
+
+def test_classes_as_arguments_are_refused_not_confused() -> None:
+    @dataclasses.dataclass
+    class A:
+        x: int = 1
+
+    @dataclasses.dataclass
+    class B:
+        x: int = 1
+
+    for cls in (A, B):
+        with pytest.raises(CacheKeyError, match="'kind'"):
+            encode_arguments("t", {"kind": cls})
+    assert encode_arguments("t", {"kind": A()}) != encode_arguments("t", {"kind": B()})  # instances still work
+
+
+def test_structured_and_masked_numpy_arrays_are_told_apart() -> None:
+    np = pytest.importorskip("numpy")
+    two_fields = np.zeros(2, dtype=[("a", "<i4"), ("b", "<i4")])
+    one_field = np.zeros(2, dtype=[("x", "<i8")])
+    renamed = np.zeros(2, dtype=[("a", "<i4"), ("c", "<i4")])
+    assert two_fields.tobytes() == one_field.tobytes() == renamed.tobytes()
+    keys = {encode_arguments("t", {"v": v}) for v in (two_fields, one_field, renamed)}
+    assert len(keys) == 3
+    unmasked = np.ma.masked_array([1, 2, 3], mask=[0, 0, 0])
+    masked = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
+    plain = np.array([1, 2, 3])
+    assert len({encode_arguments("t", {"v": v}) for v in (unmasked, masked, plain)}) == 3
+    assert encode_arguments("t", {"v": masked}) == encode_arguments("t", {"v": masked.copy()})
+
+
+@pytest.mark.parametrize("ttl", [float("inf"), float("nan"), -1, 0])
+def test_a_ttl_that_is_not_a_finite_positive_number_is_refused(ttl: float) -> None:
+    with pytest.raises(ValueError, match="task 'bad': cache_ttl must be a number of seconds > 0, finite"):
+        TaskWrapper("bad", lambda: 1, cache=True, cache_ttl=ttl, register=False)
+
+
+@pytest.mark.parametrize("ttl", [-5, 0, float("inf"), "soon", True])
+def test_config_cache_ttl_is_checked_with_a_message_naming_it(ttl: Any) -> None:
+    calls: list[Any] = []
+    with workflow("ttl") as wf:
+        TaskWrapper("ttl", counted(calls), cache=True, cache_store="memory")
+    with pytest.raises(TaskExecutionError) as raised:
+        wf.execute(engine=WorkflowEngine(config={"cache_ttl": ttl}))
+    assert "config cache_ttl must be a number of seconds > 0" in str(raised.value.__cause__)
+    assert calls == []
+
+
+def test_config_cache_ttl_from_text_is_a_number_of_seconds() -> None:
+    from graflow.cache.options import config_ttl
+
+    assert config_ttl({"cache_ttl": "3600"}) == 3600.0
+    assert config_ttl({}) is None
+
+
+# --- the run a context belongs to -----------------------------------------------------------------------
+
+
+def test_a_finished_run_does_not_stay_the_contexts_run() -> None:
+    """A hit in an execution after the run (the same context) is not reported as that run's."""
+    from graflow.core.context import TaskExecutionContext
+    from graflow.core.execution import execute
+    from graflow.core.handler import DirectTaskHandler
+
+    recorder = Recorder()
+    calls: list[Any] = []
+    with workflow("after") as wf:
+        t = TaskWrapper("after", counted(calls), cache=True, cache_store="memory", kwargs={"x": 1})
+    ctx = wf.create_context()
+    WorkflowEngine(plugins=[recorder]).execute(ctx)
+    assert ctx.active_run is None
+    recorder.calls.clear()
+    assert execute(DirectTaskHandler(), t, TaskExecutionContext(ctx, "after", 2)) == 10  # a hit
+    assert calls == [1]
+    assert recorder.calls == []  # the finished run's plugins are not told about it
+
+
+# --- the signing key on the far side ---------------------------------------------------------------------
+
+
+class Planted:
+    def __reduce__(self) -> Any:
+        return (str, ("planted by whoever can write the cache",))
+
+
+def test_a_keyed_worker_signs_and_checks_its_cache_entries_with_its_key(tmp_path: Path) -> None:
+    """The key a worker verifies payloads with (not only GRAFLOW_SECRET_KEY) protects its cache."""
+    import pickle
+
+    import structlog
+
+    from graflow.cache.keys import cache_key
+    from graflow.cache.runtime import ENTRY_MAGIC, decode_entry
+    from graflow.core import remote
+    from graflow.worker.execution import execute_item
+    from graflow.worker.protocol import WorkItem
+
+    key = b"worker-and-submitter-key"
+
+    def compute(x: int) -> str:
+        return f"computed {x}"
+
+    member = TaskWrapper("compute", compute, cache=True, register=False)
+    assert member._cache is not None
+    store = FileCacheStore(tmp_path / "cache")
+    entry_key = cache_key("compute", member._cache.code, encode_arguments("compute", {"x": 1}), custom=False)
+    store.set(entry_key, ENTRY_MAGIC + b"U" + pickle.dumps(Planted()), None)
+    request = remote.RemoteRequest(
+        session_id="s",
+        task=member,
+        cycle=1,
+        kwargs={"x": 1},
+        channel_data={},
+        cache_config={"cache_store": "file", "cache_dir": str(store.directory)},
+    )
+
+    def deliver() -> Any:
+        payload = remote.dumps_request(request, key)
+        outcome, _, _ = execute_item(WorkItem("1", "compute", 1, payload), key, "w1", structlog.get_logger())
+        return outcome
+
+    first = deliver()
+    assert first.error is None and first.result == "computed 1" and first.cache_hit is None  # not the planted one
+    data = store.get(entry_key)
+    assert data is not None and decode_entry(data, key) == "computed 1"  # rewritten, signed with the key
+    second = deliver()
+    assert second.result == "computed 1" and second.cache_hit == str(entry_key)
+
+
+@pytest.mark.slow
+def test_a_process_pool_signs_entries_with_the_runs_configured_key(tmp_path: Path) -> None:
+    """config secret_key reaches the pool's processes: their entries hit in the run's own process."""
+    from graflow.cache.runtime import decode_entry
+
+    def member(ctx: Any, x: int) -> int:  # defined here: a spawned process gets it by value
+        ctx.get_channel().increment("executions")
+        return x + 100
+
+    config = {"cache_dir": str(tmp_path / "mp"), "secret_key": "run-key"}
+    with workflow("keyed-pool") as wf:
+        (
+            TaskWrapper("k1", member, inject_context=True, cache=True, kwargs={"x": 1})
+            | TaskWrapper("k2", member, inject_context=True, cache=True, kwargs={"x": 2})
+        ).with_execution(backend=CoordinationBackend.MULTIPROCESSING, max_workers=2)
+    result, ctx = wf.execute(ret_context=True, config=config)
+    assert (result, ctx.channel.get("executions")) == ({"k1": 101, "k2": 102}, 2)
+    entries = sorted((tmp_path / "mp").glob("k*/*.entry"))
+    assert len(entries) == 2
+    store = FileCacheStore(tmp_path / "mp")
+    for path in entries:
+        body = store._parse(path.read_bytes())[1]
+        assert decode_entry(body, b"run-key") in (101, 102)  # signed with the run's key, not unsigned
+    # The run's own process (same key) hits the entries the pool wrote.
+    with workflow("here") as here:
+        TaskWrapper("k1", member, inject_context=True, cache=True, kwargs={"x": 1})
+    result, ctx = here.execute(ret_context=True, config=config)
+    assert (result, ctx.channel.get("executions")) == (101, None)
+
+
+def test_settings_named_as_secrets_are_not_shipped_with_a_request() -> None:
+    from graflow.cache.options import CacheSpec
+    from graflow.cache.runtime import CacheRuntime
+    from graflow.plugins.manager import default_host
+
+    class Bucket(MemoryCacheStore):
+        def shipping_config(self) -> dict[str, Any]:
+            return {"bucket": "b", "s3_secret_access_key": "s", "api_token": "t"}
+
+    runtime = CacheRuntime(default_host(), {"cache_store": "bucket"})
+    runtime._stores["bucket"] = Bucket()
+    assert runtime.shipping_config(CacheSpec(b"code")) == {"bucket": "b", "cache_store": "bucket"}
+
+
+def test_a_closure_holding_a_partial_of_itself_is_digested_without_looping() -> None:
+    import functools
+
+    from graflow.cache.keys import code_digest
+
+    def make() -> Callable[[int], int]:
+        def step(n: int, by: int) -> int:
+            return 0 if n <= 0 else again(n - by)
+
+        again = functools.partial(step, by=1)
+        return again
+
+    assert code_digest(make()) == code_digest(make())

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import redis
+from graflow_test_redis import RedisServer
+from structlog.testing import capture_logs
 
 from graflow import TaskWrapper, workflow
 from graflow.cache import CacheKey, invalidate
@@ -83,3 +85,39 @@ def test_a_run_caches_in_redis_and_invalidate_removes_the_entries(redis_url: str
     assert 0 < redis_client.ttl(name) <= 3600
     assert invalidate("slow_square", config=config) == 1
     assert wf.execute(config=config) == 49 and calls == [7, 7]
+
+
+def test_a_stopped_server_is_a_miss_at_once_not_waited_out(redis_server: RedisServer, redis_url: str) -> None:
+    """A cache is an optimisation: the store never waits out an outage (reconnect_timeout is for
+    queues and channels), each read and write fails once, and the task runs uncached."""
+    calls: list[int] = []
+
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    config = {"redis_url": redis_url, "cache_store": "redis", "reconnect_timeout": 2}
+    with workflow("redis-down") as wf:
+        TaskWrapper("square", square, cache=True, kwargs={"x": 3})
+    assert wf.execute(config=config) == 9
+    redis_server.stop()
+    try:
+        with capture_logs() as logs:
+            assert [wf.execute(config=config), wf.execute(config=config)] == [9, 9]
+    finally:
+        redis_server.start()
+    assert calls == [3, 3, 3]  # no hit while the server is down, and no failed run
+    events = [e["event"] for e in logs]
+    assert events.count("cache_read_failed") == 2 and events.count("cache_write_failed") == 2
+    assert "redis_unavailable" not in events  # not retried with the queue's reconnect budget
+    assert all(e.get("store") == "redis" for e in logs if e["event"].startswith("cache_"))
+
+
+def test_the_store_does_not_share_the_callers_client_and_its_long_timeouts(redis_url: str) -> None:
+    caller = redis.Redis.from_url(redis_url, socket_timeout=30)
+    store = RedisCacheStore.from_config({"redis_client": caller})
+    assert store.client is not caller
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] < 30 and kwargs["socket_connect_timeout"] < 30
+    store.set(CacheKey("t", "d" * 64), b"v", 60.0)
+    assert caller.get(cache_key("graflow", "t", "d" * 64)) == b"v"  # the same server and entries

@@ -27,15 +27,13 @@ def key_of(task: TaskWrapper, arguments: Mapping[str, Any]) -> CacheKey:
     spec = task._cache
     if spec is None:
         raise ValueError(f"task {task.task_id!r} has no cache (add cache=True or cache_key=fn)")
-    params = task._params
-    if not params:  # as TaskWrapper.resolve_kwargs: no inspected parameters, the explicit ones pass as given
+    if not task._params:  # as TaskWrapper.resolve_kwargs: no inspected parameters, the explicit ones pass as given
         resolved = dict(task.kwargs)
     else:
-        names = {p.name for p in params}
-        resolved = {p.name: p.default for p in params if p.has_default}
-        resolved.update((k, v) for k, v in task.kwargs.items() if k in names or task._var_kwargs)
+        names = {p.name for p in task._params}
+        resolved = {k: v for k, v in task.kwargs.items() if k in names or task._var_kwargs}
     resolved.update(arguments)
-    return key_for(task, spec, resolved)
+    return key_for(task, spec, resolved)  # adds the defaults, as in a run
 
 
 def invalidate(

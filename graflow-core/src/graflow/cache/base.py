@@ -59,5 +59,8 @@ class CacheStore(ABC):
 
     def shipping_config(self) -> dict[str, Any]:
         """Config another process needs to open this same store (a pool worker, a Redis worker):
-        picklable, without secrets or live clients. The runtime adds ``cache_store`` (the name)."""
+        picklable, without live clients. The runtime adds ``cache_store`` (the name) and drops
+        settings whose names say they are secrets (:func:`graflow.core.remote.is_secret_setting`,
+        as graflow-redis does for its payloads): the far side takes those from its own config or
+        environment. A URL goes as it is (a password in it included, as in graflow-redis payloads)."""
         return {}

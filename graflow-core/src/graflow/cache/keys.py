@@ -11,8 +11,12 @@ The code part digests the function's code object: bytecode, constants, names, ar
 flags and exception table, and recursively the code of nested functions, lambdas and
 comprehensions. Line numbers, the file name and comments are not part of it, so reformatting or
 moving a function keeps its entries; editing its body (a docstring included: it is a constant)
-invalidates them. Values the function reads from globals or closures, and functions it calls, are
-not part of it: pass such values as arguments, or invalidate by hand (README, "Result caching").
+invalidates them. A decorated function is digested layer by layer down its ``__wrapped__`` chain
+(what ``functools.wraps`` sets), and functions held in a layer's closure cells (what a decorator
+without ``wraps`` keeps, or a helper defined around the function) are digested with it, so editing
+the body under a decorator invalidates too. Other values the function reads from globals or
+closures, and module-level functions it calls, are not part of it: pass such values as arguments,
+or invalidate by hand (README, "Result caching").
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from blake3 import blake3
 from graflow.cache.base import CacheKey
 from graflow.exceptions import CacheKeyError
 
-KEY_VERSION = b"graflow-cache/1"
+KEY_VERSION = b"graflow-cache/2"
 """Bumped when the key's recipe changes, so old entries are never read with a new meaning."""
 
 SUPPORTED = (
@@ -139,7 +143,7 @@ class _Encoder:
             h.update(_frame(b"E", _qualname(cls)) + _frame(b"s", value.name.encode()))
         elif attrs.has(cls):
             self._fields(b"A", value, [f.name for f in attrs.fields(cls)], path)
-        elif dataclasses.is_dataclass(value):
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # an instance, not the class
             self._fields(b"D", value, [f.name for f in dataclasses.fields(value)], path)
         elif isinstance(value, tuple) and hasattr(cls, "_fields"):  # a named tuple
             self._fields(b"n", value, list(cls._fields), path)
@@ -172,12 +176,21 @@ class _Encoder:
 
     def _numpy(self, value: Any, path: str) -> None:
         np: Any = sys.modules["numpy"]  # present: _is_numpy found the value's type there
-        if value.dtype.hasobject:
-            raise Unencodable(path, f"numpy array of dtype {value.dtype}", "object arrays hold arbitrary objects")
-        data = np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
+        dtype = value.dtype
+        if dtype.hasobject:
+            raise Unencodable(path, f"numpy array of dtype {dtype}", "object arrays hold arbitrary objects")
+        # dtype.str of a structured dtype is only its size ("|V8"): its fields (names, types,
+        # offsets) and subarray shapes come from descr. The class tells ndarray subclasses apart.
+        layout = dtype.str if dtype.fields is None and dtype.subdtype is None else f"{dtype.str}{dtype.descr!r}"
         shape = ",".join(str(n) for n in getattr(value, "shape", ()))
         tag = b"a" if isinstance(value, np.ndarray) else b"g"
-        self.h.update(_frame(tag, f"{value.dtype.str}|{shape}".encode()))
+        self.h.update(_frame(tag, f"{layout}|{shape}".encode()) + _frame(b"~", _qualname(type(value))))
+        ma: Any = sys.modules.get("numpy.ma")  # a masked array exists only if numpy.ma was imported
+        if ma is not None and isinstance(value, ma.MaskedArray):  # its mask and fill value are part of it
+            self.h.update(_frame(b"m", np.ascontiguousarray(ma.getmaskarray(value)).tobytes()))
+            self.encode(value.fill_value, f"{path}.fill_value")
+            value = value.data
+        data = np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
         self.h.update(_frame(b"b", data.tobytes()))
 
 
@@ -227,10 +240,39 @@ def _code_digest(code: types.CodeType) -> bytes:
     return h.digest()
 
 
+MAX_LAYERS = 100
+"""How deep :func:`code_digest` follows ``__wrapped__`` chains and closure cells."""
+
+
 def code_digest(func: Callable[..., Any]) -> bytes:
-    """The digest of what ``func`` runs (see the module docstring for what is included)."""
+    """The digest of what ``func`` runs (see the module docstring for what is included): each layer
+    of its ``__wrapped__`` chain, with the functions in each layer's closure cells."""
+    return _digest_layers(func, set(), 0)
+
+
+def _digest_layers(func: Any, seen: set[int], depth: int) -> bytes:
+    h = blake3()
+    layer: Any = func
+    while layer is not None and id(layer) not in seen and depth < MAX_LAYERS:
+        seen.add(id(layer))
+        depth += 1
+        h.update(_frame(b"L", _layer_digest(layer, seen, depth)))
+        target = getattr(layer, "__func__", layer)  # a bound method: its function
+        for cell in getattr(target, "__closure__", None) or ():
+            try:
+                held = cell.cell_contents
+            except ValueError:  # an empty cell (a name assigned later)
+                continue
+            if isinstance(held, (types.FunctionType, types.MethodType, functools.partial)) and id(held) not in seen:
+                h.update(_frame(b"F", _digest_layers(held, seen, depth)))
+        layer = getattr(layer, "__wrapped__", None)
+    return h.digest()
+
+
+def _layer_digest(func: Any, seen: set[int], depth: int) -> bytes:
+    """The digest of one callable's own code (not what it wraps; a partial's function included)."""
     if isinstance(func, functools.partial):
-        h = blake3(code_digest(func.func))
+        h = blake3(_digest_layers(func.func, seen, depth))
         try:
             h.update(encode_arguments("", {"args": func.args, "keywords": func.keywords}))
         except CacheKeyError as exc:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from graflow.cache.base import DEFAULT_STORE, CacheKey, CacheStore
 from graflow.cache.keys import cache_key, encode_arguments
+from graflow.cache.options import config_ttl
 from graflow.exceptions import CacheError, GraflowError
 from graflow.logs import get_logger
 
@@ -85,18 +86,28 @@ def decode_entry(data: bytes, key: bytes | None) -> Any:
 
 
 class CacheRuntime:
-    """The stores (built once each) and the hit reporting of one run, or of one worker config."""
+    """The stores (built once each) and the hit reporting of one run, or of one worker config.
 
-    def __init__(self, host: PluginHost, config: Mapping[str, Any], run: Any = None, shipped: bool = False) -> None:
+    ``secret`` signs and verifies entries: on the far side, the key that verified the request's
+    payload (a worker's ``secret_key``, the run's key handed to its pool); without one, config
+    ``secret_key``, else ``GRAFLOW_SECRET_KEY``."""
+
+    def __init__(
+        self,
+        host: PluginHost,
+        config: Mapping[str, Any],
+        run: Any = None,
+        shipped: bool = False,
+        secret: bytes | None = None,
+    ) -> None:
         from graflow.core.remote import secret_key
 
         self.host = host
         self.config = dict(config)
         self.run = run  # the engine's _Run in the run's process; None elsewhere
         self.shipped = shipped
-        self.secret = secret_key(self.config)
-        default_ttl = self.config.get("cache_ttl")
-        self.default_ttl: float | None = float(default_ttl) if default_ttl else None
+        self.secret = secret if secret is not None else secret_key(self.config)
+        self.default_ttl = config_ttl(self.config)
         self.on_hit = run.engine.host.lifecycle.get("graflow_task_cache_hit") if run is not None else None
         self._stores: dict[str, CacheStore] = {}
         self._lock = threading.Lock()
@@ -120,8 +131,12 @@ class CacheRuntime:
 
     def shipping_config(self, spec: CacheSpec) -> dict[str, Any]:
         """What a request carries so the far side opens the same store with the same defaults."""
+        from graflow.core.remote import is_secret_setting
+
         name = self.store_name(spec)
-        shipped = {**self.store(name).shipping_config(), "cache_store": name}
+        settings = self.store(name).shipping_config()
+        shipped = {k: v for k, v in settings.items() if not is_secret_setting(k)}
+        shipped["cache_store"] = name
         if self.default_ttl is not None:
             shipped["cache_ttl"] = self.default_ttl
         return shipped
@@ -136,7 +151,7 @@ def open_store(host: PluginHost, name: str, config: Mapping[str, Any]) -> CacheS
 
 
 _RUNTIMES: weakref.WeakKeyDictionary[Any, CacheRuntime] = weakref.WeakKeyDictionary()
-_SHIPPED: dict[str, CacheRuntime] = {}
+_SHIPPED: dict[tuple[str, bytes | None], CacheRuntime] = {}
 _LOCK = threading.Lock()
 
 
@@ -154,7 +169,7 @@ def runtime_for(tctx: TaskExecutionContext) -> CacheRuntime | None:
 
             return CacheRuntime(default_host(), ectx.config)
         return None
-    return _shipped_runtime(shipped)
+    return _shipped_runtime(shipped, getattr(ectx, "cache_secret", None))
 
 
 def _run_runtime(run: Any) -> CacheRuntime:
@@ -166,10 +181,12 @@ def _run_runtime(run: Any) -> CacheRuntime:
         return found
 
 
-def _shipped_runtime(config: Mapping[str, Any]) -> CacheRuntime:
+def _shipped_runtime(config: Mapping[str, Any], secret: bytes | None) -> CacheRuntime:
+    """One runtime per shipped config and signing key: a worker serving runs with different keys
+    (or none) signs and verifies each run's entries with that run's key."""
     import json
 
-    marker = json.dumps(config, sort_keys=True, default=repr)
+    marker = (json.dumps(config, sort_keys=True, default=repr), secret)
     found = _SHIPPED.get(marker)
     if found is None:
         from graflow.plugins.manager import default_host
@@ -179,7 +196,7 @@ def _shipped_runtime(config: Mapping[str, Any]) -> CacheRuntime:
             if found is None:
                 if len(_SHIPPED) > 64:  # a long-lived worker serving many runs' configs
                     _SHIPPED.clear()
-                found = _SHIPPED[marker] = CacheRuntime(default_host(), config, shipped=True)
+                found = _SHIPPED[marker] = CacheRuntime(default_host(), config, shipped=True, secret=secret)
     return found
 
 
@@ -193,8 +210,10 @@ def shipping_config(run: Any, task: TaskWrapper) -> dict[str, Any]:
 # --- one execution ----------------------------------------------------------------------------------
 
 
-def key_for(task: TaskWrapper, spec: CacheSpec, kwargs: dict[str, Any]) -> CacheKey:
-    """The key of ``task`` called with ``kwargs`` (its resolved arguments)."""
+def key_for(task: TaskWrapper, spec: CacheSpec, kwargs: Mapping[str, Any]) -> CacheKey:
+    """The key of ``task`` called with ``kwargs`` (its resolved arguments; defaults of parameters
+    left out are added here, so every caller computes the same key)."""
+    kwargs = spec.arguments(kwargs)
     if spec.key_fn is None:
         return cache_key(task.task_id, spec.code, encode_arguments(task.task_id, kwargs), custom=False)
     custom = spec.key_fn(MappingProxyType(kwargs))

@@ -131,12 +131,15 @@ class MultiprocessingCoordinator(GroupCoordinator):
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.max_workers = int(config.get("max_workers") or os.cpu_count() or 1)
         self.start_method = str(config.get("start_method", "spawn"))
+        # The run's signing key (its config's ``secret_key``, else GRAFLOW_SECRET_KEY): it signs the
+        # payloads, and the pool's processes get it with each payload to verify them and to sign
+        # and check the cache entries they read and write, as the run's own process does.
+        self._key = remote.secret_key(config)
         self._outcomes: queue.SimpleQueue[MemberOutcome] = queue.SimpleQueue()
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def open(self, runner: MemberRunner) -> None:
         self._runner = runner
-        self._key = remote.secret_key()  # what the pool's processes read (execute_payload): the environment's
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=self.max_workers, mp_context=multiprocessing.get_context(self.start_method)
         )
@@ -146,7 +149,7 @@ class MultiprocessingCoordinator(GroupCoordinator):
         encoder = remote.RequestEncoder(self._key)
         for run in runs:
             payload = encoder.dumps(self._runner.build_request(run))
-            future = self._pool.submit(remote.execute_payload, payload)
+            future = self._pool.submit(remote.execute_payload, payload, self._key)
             future.add_done_callback(functools.partial(self._done, run))
 
     def _done(self, run: MemberRun, future: concurrent.futures.Future[bytes]) -> None:

@@ -106,6 +106,7 @@ class WorkflowEngine:
         error: BaseException | None = None
         observer = AttemptObserver(run_id, context.session_id, rlog, hooks["graflow_task_retrying"])
         outer_observer, context.attempt_observer = context.attempt_observer, observer
+        outer_run = context.active_run  # _Run sets its own; a finished run must not stay reachable
         try:
             return _Run(self, context, run_id, rlog).loop()
         except BaseException as exc:
@@ -114,6 +115,7 @@ class WorkflowEngine:
         finally:
             observer.stop.set()  # members still waiting out a retry delay (an abandoned group) give up
             context.attempt_observer = outer_observer
+            context.active_run = outer_run  # later cache use of this context is not this run's
             ACTIVE_GRAPH.reset(token)
             duration = time.perf_counter() - started
             if error is None:

@@ -309,6 +309,7 @@ class RemoteExecutionContext:
         self.max_cycles: int | None = None  # the member's cycle limit, decided by the run that shipped it
         self.cache_config: dict[str, Any] | None = None  # set for a cached task (graflow.cache.runtime)
         self.cache_hit: str | None = None  # the key, when the result came from the cache
+        self.cache_secret: bytes | None = None  # the key that verified the payload signs cache entries too
         # The request being run: a timed attempt re-runs it in a child process it can kill (attempt_process).
         self.request: RemoteRequest | None = None
 
@@ -326,11 +327,14 @@ class RemoteExecutionContext:
         return self.channel
 
 
-def run_request(request: RemoteRequest, worker_id: str | None = None, *, once: bool = False) -> MemberOutcome:
+def run_request(
+    request: RemoteRequest, worker_id: str | None = None, *, once: bool = False, key: bytes | None = None
+) -> MemberOutcome:
     """Execute a request here, with the handler the task names (from this process's plugins).
 
     Retries and timeouts apply here (``outcome.attempts`` counts the attempts); ``once`` runs a
-    single attempt without them: what the child process of a timed attempt does.
+    single attempt without them: what the child process of a timed attempt does. ``key`` is the
+    key the payload was verified with: a cached task's entries are signed and checked with it.
     """
     from graflow.plugins.manager import default_host
 
@@ -364,6 +368,7 @@ def run_request(request: RemoteRequest, worker_id: str | None = None, *, once: b
         rctx = RemoteExecutionContext(request.session_id, channel, request.channel_config)
         rctx.max_cycles = getattr(request, "max_cycles", None)  # absent from an older submitter's request
         rctx.cache_config = request.cache_config
+        rctx.cache_secret = key
         tctx = TaskExecutionContext(rctx, request.task_id, request.cycle, request.data)
         tctx._kwargs = request.kwargs
         task = request.task
@@ -405,10 +410,12 @@ def run_request(request: RemoteRequest, worker_id: str | None = None, *, once: b
     return outcome
 
 
-def execute_payload(payload: bytes) -> bytes:
-    """Entry point of a process-pool worker: payload in, outcome payload out."""
-    key = secret_key()
+def execute_payload(payload: bytes, key: bytes | None = None) -> bytes:
+    """Entry point of a process-pool worker: payload in, outcome payload out. ``key`` is the run's
+    signing key (handed over the pool's pipe; default: ``GRAFLOW_SECRET_KEY``)."""
+    if key is None:
+        key = secret_key()
     request = loads_request(payload, key)
     # A worker id makes the run report the member's outcome to lifecycle hooks (they did not see it
     # run) and names the pool process in run reports.
-    return dumps_outcome(run_request(request, f"pool-{os.getpid()}"), key)
+    return dumps_outcome(run_request(request, f"pool-{os.getpid()}", key=key), key)

@@ -36,7 +36,7 @@ def execute_item(
         outcome = MemberOutcome(item.task_id, item.cycle, error=exc, worker_id=worker_id)
     else:
         handler = request.task.handler
-        outcome = remote.run_request(request, worker_id)
+        outcome = remote.run_request(request, worker_id, key=key)
         error = outcome.error
         if isinstance(error, UnknownNameError) and error.kind == "handler":
             error.add_note(
