@@ -329,7 +329,7 @@ def test_hook_graflow_remote_attempt_started(default_plugins: Callable[..., None
 
 
 def test_a_failing_remote_finished_hook_never_changes_the_outcome(
-    default_plugins: Callable[..., None], caplog: pytest.LogCaptureFixture
+    default_plugins: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Broken:
         @staticmethod
@@ -340,11 +340,18 @@ def test_a_failing_remote_finished_hook_never_changes_the_outcome(
     def bad() -> None:
         raise KeyError("own")
 
+    class Log:
+        errors: list[tuple[str, dict[str, Any]]] = []
+
+        def error(self, event: str, **fields: Any) -> None:
+            self.errors.append((event, fields))
+
     default_plugins(Broken)
-    with caplog.at_level("ERROR", logger="graflow.remote"):
-        outcome = remote.run_request(ship(TaskWrapper("t", lambda: 1), {}))
+    monkeypatch.setattr(remote, "log", Log())
+    outcome = remote.run_request(ship(TaskWrapper("t", lambda: 1), {}))
     assert outcome.error is None and outcome.result == 1  # an observer broke, not the task
-    assert "remote_finished_hook_failed" in caplog.text and "observer broke" in caplog.text
+    ((event, fields),) = Log.errors
+    assert event == "remote_finished_hook_failed" and fields["error"] == "RuntimeError: observer broke"
     failed = remote.run_request(ship(TaskWrapper("t", bad), {}))
     assert isinstance(failed.error, KeyError)  # the task's own error, with the hook's noted on it
     assert any("graflow_remote_finished hook raised" in note for note in failed.error.__notes__)

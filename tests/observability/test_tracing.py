@@ -376,10 +376,12 @@ def test_spans_of_a_timed_shipped_task_are_children_of_its_attempt_span(
 ) -> None:
     """A task with a timeout on a worker runs each attempt in a child process: the task's own spans
     (exported there) are children of the attempt's span (exported here), in the same trace."""
-    monkeypatch.setenv("GRAFLOW_LOAD_PLUGINS", "otel")  # the child loads tracing the installed way
-    monkeypatch.setenv("GRAFLOW_OTEL_EXPORTER", f"file:{tmp_path}/child-{{pid}}.jsonl")
-    monkeypatch.setenv("GRAFLOW_ATTEMPT_START_METHOD", "spawn")  # a fresh child, with this environment
+    monkeypatch.setenv("GRAFLOW_LOAD_PLUGINS", "")
     monkeypatch.setattr(manager, "_default_host", PluginHost([TracingPlugin(provider)]))  # the worker's
+    # The child (a fresh process, with this environment) loads tracing the installed way.
+    monkeypatch.setenv("GRAFLOW_LOAD_PLUGINS", "otel")
+    monkeypatch.setenv("GRAFLOW_OTEL_EXPORTER", f"file:{tmp_path}/child-{{pid}}.jsonl")
+    monkeypatch.setenv("GRAFLOW_ATTEMPT_START_METHOD", "spawn")
 
     @task(timeout=60)
     def traced() -> int:

@@ -321,7 +321,8 @@ def graflow_worker_add_options(parser: argparse.ArgumentParser) -> None:
 @hookspec
 def graflow_worker_started(worker_id: str, worker: TaskWorker, queue: WorkSource, options: dict[str, Any]) -> None:
     """A :class:`~graflow.worker.TaskWorker` is about to take work. ``queue`` is its
-    :class:`~graflow.worker.WorkSource` (``queue.depth()`` asks the backend how much waits);
+    :class:`~graflow.worker.WorkSource` (when it is also a :class:`~graflow.worker.CountsDepth`,
+    ``queue.depth()`` asks the backend how much waits);
     ``worker.tasks_running`` is how many tasks run now; ``options`` are the parsed command-line
     options (``{}`` for a worker built in code). Raise :class:`graflow.exceptions.GraflowError` for
     a bad setting: ``graflow worker`` then exits with code 2 and the message."""
@@ -329,9 +330,16 @@ def graflow_worker_started(worker_id: str, worker: TaskWorker, queue: WorkSource
 
 @hookspec
 def graflow_worker_task_done(
-    worker_id: str, task_id: str, cycle: int, handler: str | None, duration_s: float, error: BaseException | None
+    worker_id: str,
+    worker: TaskWorker,
+    task_id: str,
+    cycle: int,
+    handler: str | None,
+    duration_s: float,
+    error: BaseException | None,
 ) -> None:
-    """A worker slot finished one delivery: ``handler`` names the task's handler (``None`` when the
+    """A worker slot of ``worker`` finished one delivery (worker ids need not be unique, even in one
+    process: key state by ``worker``): ``handler`` names the task's handler (``None`` when the
     payload could not be loaded), ``error`` is what it raised (or why the payload was refused), else
     ``None``. Called in the slot thread, before the outcome is reported; keep it cheap."""
 
@@ -339,4 +347,6 @@ def graflow_worker_task_done(
 @hookspec
 def graflow_worker_stopped(worker_id: str, worker: TaskWorker) -> None:
     """The worker stopped: running tasks finished or were given back, its outcomes were reported.
-    Release what ``graflow_worker_started`` opened (servers, threads)."""
+    Release what ``graflow_worker_started`` opened (servers, threads). Also called when a
+    ``graflow_worker_started`` implementation raised (the worker never took work), so the plugins
+    that started before it release theirs; it may then find nothing opened."""
