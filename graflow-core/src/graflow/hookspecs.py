@@ -305,7 +305,8 @@ def graflow_remote_attempt_started(
     called in the child); ``context`` is what ``graflow_remote_context`` returned in the parent,
     asked there with ``run_id=""`` and ``group_id=""`` in the attempt's thread, so a plugin can carry
     what is current for the attempt (its trace span) into the child. Called only when ``context``
-    is not empty. The child runs this one attempt and exits."""
+    is not empty. The child runs this one attempt and exits. An exception raised here is logged
+    (``remote_attempt_started_hook_failed``); the attempt runs."""
 
 
 # --- worker hooks ------------------------------------------------------------------------------------

@@ -398,8 +398,7 @@ def run_request(request: RemoteRequest, worker_id: str | None = None, *, once: b
         if once:
             on_attempt = host.lifecycle["graflow_remote_attempt_started"]
             if on_attempt is not None and request.context:
-                on_attempt(context=request.context, session_id=request.session_id, task_id=request.task_id,
-                           cycle=request.cycle, attempt=request.attempt)  # fmt: skip
+                _attempt_started(on_attempt, request)
             tctx._attempts = request.attempt
             default = request.default_attempts
             options = task.attempts if default is None else with_default(task, default)
@@ -442,6 +441,21 @@ def run_request(request: RemoteRequest, worker_id: str | None = None, *, once: b
             if outcome.error is not None:
                 outcome.error.add_note(f"A graflow_remote_finished hook raised while reporting this: {hook_error!r}")
     return outcome
+
+
+def _attempt_started(hook: Any, request: RemoteRequest) -> None:
+    """``graflow_remote_attempt_started`` in a timed attempt's child; a failing observer is logged, the
+    attempt runs."""
+    try:
+        hook(context=request.context, session_id=request.session_id, task_id=request.task_id,
+             cycle=request.cycle, attempt=request.attempt)  # fmt: skip
+    except Exception as hook_error:
+        log.error(
+            "remote_attempt_started_hook_failed",
+            session_id=request.session_id,
+            task_id=request.task_id,
+            error=f"{type(hook_error).__name__}: {hook_error}",
+        )
 
 
 def _remote_observer(hook: Any, request: RemoteRequest, worker_id: str | None) -> AttemptObserver:
