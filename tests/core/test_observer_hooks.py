@@ -13,10 +13,11 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
+import attrs
 import pytest
 
 import graflow.hookspecs as hookspecs
-from graflow import ParallelGroup, TaskWrapper, WorkflowEngine, hookimpl, workflow
+from graflow import ParallelGroup, TaskWrapper, WorkflowEngine, hookimpl, task, workflow
 from graflow.coordination.base import GroupCoordinator, MemberOutcome, MemberRun, MemberRunner
 from graflow.core import remote
 from graflow.exceptions import GraflowError, ParallelGroupError
@@ -261,8 +262,74 @@ def test_hook_graflow_remote_finished(default_plugins: Callable[..., None]) -> N
     assert finished[1]["duration_s"] >= 0
 
 
-def test_a_failing_remote_finished_hook_fails_the_task_instead_of_losing_it(
-    default_plugins: Callable[..., None],
+def test_hook_graflow_remote_retrying(default_plugins: Callable[..., None]) -> None:
+    calls: list[dict[str, Any]] = []
+
+    class Recorder:
+        @staticmethod
+        @hookimpl
+        def graflow_remote_retrying(
+            context: dict[str, str], session_id: str, task_id: str, cycle: int, worker_id: str | None,
+            attempt: int, delay_s: float, error: BaseException,
+        ) -> None:  # fmt: skip
+            calls.append({"context": context, "session_id": session_id, "task_id": task_id, "cycle": cycle,
+                          "worker_id": worker_id, "attempt": attempt, "delay_s": delay_s, "error": error})  # fmt: skip
+
+    runs: list[int] = []
+
+    @task(retries=3, retry_delay=0.0)
+    def flaky() -> int:
+        runs.append(1)
+        if len(runs) < 3:
+            raise OSError(f"attempt {len(runs)}")
+        return 5
+
+    default_plugins(Recorder)
+    context = {"traceparent": "00-abc"}
+    request = ship(flaky, context)
+    outcome = remote.run_request(request, worker_id="w1")
+    assert outcome.error is None and outcome.result == 5 and outcome.attempts == 3
+    assert [(c["attempt"], str(c["error"])) for c in calls] == [(1, "attempt 1"), (2, "attempt 2")]
+    assert all(c["context"] is request.context for c in calls)  # the object remote_started/finished get
+    assert {(c["session_id"], c["task_id"], c["cycle"], c["worker_id"], c["delay_s"]) for c in calls} == {
+        ("s1", "flaky", 2, "w1", 0.0)
+    }
+
+
+def test_hook_graflow_remote_attempt_started(default_plugins: Callable[..., None]) -> None:
+    """The child of a timed attempt (``run_request(..., once=True)``) receives the context that
+    ``graflow_remote_context`` gave in the executing process for that attempt."""
+    calls: list[dict[str, Any]] = []
+
+    class Carrier:
+        @staticmethod
+        @hookimpl
+        def graflow_remote_context(run_id: str, group_id: str, task_id: str) -> dict[str, str]:
+            return {"where": f"run={run_id!r} group={group_id!r} task={task_id}"}
+
+        @staticmethod
+        @hookimpl
+        def graflow_remote_attempt_started(
+            context: dict[str, str], session_id: str, task_id: str, cycle: int, attempt: int
+        ) -> None:
+            calls.append({"context": context, "session_id": session_id, "task_id": task_id, "cycle": cycle,
+                          "attempt": attempt})  # fmt: skip
+
+    default_plugins(Carrier)
+    request = ship(TaskWrapper("t", lambda: 5), {"traceparent": "00-submitter"})
+    child_request = attrs.evolve(request, attempt=2, context=remote.attempt_context(request))
+    assert request.context == {"traceparent": "00-submitter"}  # the request itself is not changed
+    assert remote.run_request(child_request, once=True).result == 5
+    assert calls == [
+        {"context": {"traceparent": "00-submitter", "where": "run='' group='' task=t"}, "session_id": "s1",
+         "task_id": "t", "cycle": 2, "attempt": 2}
+    ]  # fmt: skip
+    assert remote.run_request(ship(TaskWrapper("t", lambda: 5), {}), once=True).result == 5
+    assert len(calls) == 1  # no context: not called
+
+
+def test_a_failing_remote_finished_hook_never_changes_the_outcome(
+    default_plugins: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Broken:
         @staticmethod
@@ -270,9 +337,24 @@ def test_a_failing_remote_finished_hook_fails_the_task_instead_of_losing_it(
         def graflow_remote_finished() -> None:
             raise RuntimeError("observer broke")
 
+    def bad() -> None:
+        raise KeyError("own")
+
+    class Log:
+        errors: list[tuple[str, dict[str, Any]]] = []
+
+        def error(self, event: str, **fields: Any) -> None:
+            self.errors.append((event, fields))
+
     default_plugins(Broken)
+    monkeypatch.setattr(remote, "log", Log())
     outcome = remote.run_request(ship(TaskWrapper("t", lambda: 1), {}))
-    assert isinstance(outcome.error, RuntimeError)
+    assert outcome.error is None and outcome.result == 1  # an observer broke, not the task
+    ((event, fields),) = Log.errors
+    assert event == "remote_finished_hook_failed" and fields["error"] == "RuntimeError: observer broke"
+    failed = remote.run_request(ship(TaskWrapper("t", bad), {}))
+    assert isinstance(failed.error, KeyError)  # the task's own error, with the hook's noted on it
+    assert any("graflow_remote_finished hook raised" in note for note in failed.error.__notes__)
 
 
 # --- workers -----------------------------------------------------------------------------------------

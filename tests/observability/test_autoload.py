@@ -96,3 +96,44 @@ def test_json_lines_exporter_names_its_file_per_process(tmp_path: Path) -> None:
     exporter = JsonLinesSpanExporter(str(tmp_path / "spans-{pid}.jsonl"))
     assert exporter.path == str(tmp_path / f"spans-{os.getpid()}.jsonl")
     exporter.shutdown()
+
+
+def test_a_tracer_provider_set_later_turns_tracing_on_after_reset_default_host(tmp_path: Path) -> None:
+    out = run_script(
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from graflow import TaskWrapper, WorkflowEngine, workflow
+        from graflow.plugins import manager
+
+        WorkflowEngine()  # plugins loaded without a provider: tracing off
+        print(repr(manager.default_host().pm.get_plugin("otel")))
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        manager.reset_default_host()  # what the README says to do after setting one
+        with workflow("late") as wf:
+            TaskWrapper("a", lambda: 1)
+        wf.execute(engine=WorkflowEngine())
+        print(sorted(s.name for s in exporter.get_finished_spans()))
+        manager.reset_default_host()  # loading plugins again reuses the same plugin
+        first = manager.default_host().pm.get_plugin("otel")
+        manager.reset_default_host()
+        print(first is manager.default_host().pm.get_plugin("otel"))
+        """,
+        clean_env(),
+        tmp_path,
+    )
+    off, names, same = out.splitlines()
+    assert "tracing off" in off
+    assert names == "['graflow.run', 'graflow.task']"
+    assert same == "True"
+
+
+def test_an_exporter_file_that_cannot_be_opened_names_the_variable(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "spans.jsonl"
+    with pytest.raises(GraflowError, match=r"GRAFLOW_OTEL_EXPORTER=.*cannot open .*Create its directory"):
+        processor_for(f"file:{missing}")

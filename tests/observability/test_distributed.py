@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import sys
+import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from graflow_test_redis import free_port
+from graflow_test_redis import wait_until
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,8 +35,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 REDIS = CoordinationBackend.REDIS
 
 
-def worker_spans(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for path in sorted(folder.glob("spans-*.jsonl")) for line in path.read_text().splitlines()]
+def worker_spans(folder: Path, pattern: str = "spans-*.jsonl") -> list[dict[str, Any]]:
+    return [json.loads(line) for path in sorted(folder.glob(pattern)) for line in path.read_text().splitlines()]
 
 
 def hex_id(value: int, width: int) -> str:
@@ -90,6 +93,15 @@ def test_worker_task_spans_are_children_of_the_submitters_group_span(
     assert len(group_span.events) == len(members)
 
 
+def metrics_port(worker: Any) -> int:
+    """The port a worker started with ``--metrics-port 0`` bound, from its log: a port picked by the
+    test and freed for the worker could be taken by another process in between."""
+    found = wait_until(
+        lambda: re.search(r"metrics_serving .*port=(\d+)", worker.log()), f"{worker.worker_id} serving metrics"
+    )
+    return int(found.group(1))
+
+
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of the worker's /metrics, by (sample name, sorted labels)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -102,8 +114,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_worker_metrics_over_http(redis_url: str, start_worker: Callable[..., Any]) -> None:
-    port = free_port()
-    start_worker("mw1", "--queue", "metered", "--max-concurrent-tasks", "2", "--metrics-port", str(port))
+    port = metrics_port(start_worker("mw1", "--queue", "metered", "--max-concurrent-tasks", "2", "--metrics-port", "0"))
 
     def fails() -> None:
         raise ValueError("nope")
@@ -148,8 +159,7 @@ def test_dead_lettered_tasks_are_counted(redis_url: str, start_worker: Callable[
         wf.execute(engine=WorkflowEngine(config=config))
     assert victim.wait(timeout=60) == 3
 
-    port = free_port()
-    start_worker("observer", *settings, "--metrics-port", str(port))
+    port = metrics_port(start_worker("observer", *settings, "--metrics-port", "0"))
     samples = scrape(port)
     assert samples[("graflow_queue_dead_lettered_total", (("queue", "deadly"),))] == 1
     assert samples[("graflow_queue_depth", (("queue", "deadly"),))] == 0
@@ -171,3 +181,43 @@ def test_a_taken_metrics_port_stops_the_worker_with_exit_code_2(redis_url: str, 
         )
     assert proc.returncode == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in proc.stderr and "--metrics-port" in proc.stderr
+
+
+def test_a_task_given_back_at_sigterm_keeps_the_span_of_its_attempt(
+    redis_url: str, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Worker 1 is stopped while the task runs past its graceful shutdown timeout: the delivery is
+    given back (worker 2 runs it), and worker 1's attempt still gets its span, marked released."""
+    traced = {"GRAFLOW_OTEL_EXPORTER": f"file:{tmp_path}/w1-{{pid}}.jsonl"}
+    settings = ("--queue", "handover", "--graceful-shutdown-timeout", "0.5")
+    w1 = start_worker("w1", *settings, "--metrics-port", "0", env=traced)
+    port = metrics_port(w1)
+
+    def slow() -> str:
+        import time
+
+        time.sleep(2.0)
+        return "done"
+
+    with workflow("handover") as wf:
+        ParallelGroup([TaskWrapper("slow", slow)], name="g").with_execution(backend=REDIS, queue_name="handover")
+    outcome: dict[str, Any] = {}
+
+    def submit() -> None:
+        engine = WorkflowEngine(config={"redis_url": redis_url})
+        context = wf.create_context(engine=engine)
+        engine.execute(context)
+        outcome["result"] = context.results["g"]
+
+    submitter = threading.Thread(target=submit, daemon=True)
+    submitter.start()
+    in_flight = ("graflow_worker_tasks_in_flight", (("queue", "handover"),))
+    wait_until(lambda: scrape(port).get(in_flight) == 1, "the task running on w1", timeout=30)
+    w1.signal(signal.SIGTERM)
+    assert w1.wait(timeout=30) == 0
+    start_worker("w2", "--queue", "handover")
+    submitter.join(timeout=60)
+    assert outcome == {"result": {"slow": "done"}}
+    (span,) = [s for s in worker_spans(tmp_path, "w1-*.jsonl") if s["name"] == "graflow.task"]
+    assert span["attributes"]["graflow.task_id"] == "slow" and span["attributes"]["graflow.status"] == "released"
+    assert span["attributes"]["graflow.worker_id"] == "w1"

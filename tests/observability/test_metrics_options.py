@@ -36,8 +36,8 @@ def test_without_a_port_nothing_is_loaded_or_served() -> None:
         import sys
         from graflow_observability import metrics
         metrics.graflow_worker_started(worker_id="w", worker=None, queue=None, options={"metrics_port": None})
-        metrics.graflow_worker_task_done(worker_id="w", handler="direct", duration_s=0.1, error=None)
-        metrics.graflow_worker_stopped(worker_id="w")
+        metrics.graflow_worker_task_done(worker=None, handler="direct", duration_s=0.1, error=None)
+        metrics.graflow_worker_stopped(worker=None)
         assert metrics._ACTIVE == {}
         assert "prometheus_client" not in sys.modules, "prometheus_client was imported without --metrics-port"
     """

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from graflow import ParallelGroup, TaskExecutionContext, TaskWrapper, WorkflowEngine, hookimpl, task, workflow
 from graflow.coordination.base import GroupCoordinator, MemberOutcome, MemberRun, MemberRunner
@@ -176,6 +180,7 @@ def test_each_retry_attempt_gets_a_span(provider: TracerProvider, exporter: InMe
     plugin.graflow_run_started(run_id="r1", session_id="s1", start_tasks=["flaky"])
     plugin.graflow_task_started(**where)
     plugin.graflow_task_retrying(**where, attempt=1, delay_s=0.25, error=OSError("timeout"))
+    time.sleep(0.25)  # the retry delay, waited out as the attempt loop does
     plugin.graflow_task_started(**where)  # if the engine reports each attempt's start, nothing doubles
     plugin.graflow_task_retrying(**where, attempt=2, delay_s=0.0, error=OSError("again"))
     plugin.graflow_task_succeeded(run_id="r1", task_id="flaky", cycle=1, duration_s=0.1)
@@ -245,3 +250,150 @@ def test_a_shipped_task_is_a_child_of_the_group_span(
     finished = {e.attributes["graflow.task_id"]: e.attributes["graflow.status"] for e in group.events}  # type: ignore[index]
     assert finished == {"far": "succeeded", "bad": "failed"}  # outcomes as the submitter received them
     assert no_open_spans(plugin)
+
+
+def test_a_retry_abandoned_during_its_delay_gets_no_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The group gives up while a member waits out its retry delay: attempt 2 never starts, so it has
+    no span, and no span ends before it starts."""
+    plugin = TracingPlugin(provider)
+
+    @task(retries=1, retry_delay=30.0)
+    def flaky() -> None:
+        raise OSError("down")
+
+    with workflow("abandoned") as wf:
+        ParallelGroup([flaky, TaskWrapper("x", lambda: 1)], name="g").with_execution("threading", group_timeout=0.3)
+    with pytest.raises(Exception, match="timed out"):
+        wf.execute(engine=WorkflowEngine(plugins=[plugin]))
+    finished = exporter.get_finished_spans()
+    assert all(s.end_time >= s.start_time for s in finished)  # type: ignore[operator]
+    attempts = [s for s in spans(exporter, "graflow.task") if s.attributes["graflow.task_id"] == "flaky"]  # type: ignore[index]
+    assert [(s.attributes["graflow.attempt"], s.attributes["graflow.status"]) for s in attempts] == [(1, "retrying")]  # type: ignore[index]
+    assert no_open_spans(plugin)
+
+
+def test_a_retried_shipped_task_gets_a_span_per_attempt(
+    provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retries on a worker or in a pool process run there: each attempt its own span, all children of
+    the submitter's group span, and the task's own spans children of their attempt's."""
+    plugin = TracingPlugin(provider)
+    monkeypatch.setenv("GRAFLOW_LOAD_PLUGINS", "")
+    monkeypatch.setattr(manager, "_default_host", PluginHost([plugin]))  # the executing side's plugins
+    calls: list[int] = []
+
+    @task(retries=2, retry_delay=0.0)
+    def flaky() -> int:
+        calls.append(1)
+        with trace.get_tracer("app", tracer_provider=provider).start_as_current_span("inner"):
+            if len(calls) < 3:
+                raise OSError(f"attempt {len(calls)}")
+        return 7
+
+    group = provider.get_tracer("t").start_span("submitter-group")
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(group))
+    request = remote.RemoteRequest(session_id="s", task=flaky, cycle=1, kwargs={}, context=carrier)
+    outcome = remote.run_request(request, worker_id="w1")
+    group.end()
+    assert outcome.error is None and outcome.result == 7 and outcome.attempts == 3
+    attempts = spans(exporter, "graflow.task")
+    assert [s.attributes["graflow.attempt"] for s in attempts] == [1, 2, 3]  # type: ignore[index]
+    assert [s.attributes["graflow.status"] for s in attempts] == ["retrying", "retrying", "succeeded"]  # type: ignore[index]
+    assert all(s.attributes["graflow.worker_id"] == "w1" for s in attempts)  # type: ignore[index]
+    assert {parent_id(s) for s in attempts} == {group.context.span_id}
+    inner = spans(exporter, "inner")
+    assert [parent_id(s) for s in inner] == [s.context.span_id for s in attempts]
+    assert no_open_spans(plugin)
+
+
+def test_a_worker_runs_a_request_from_a_sender_without_the_newer_fields(
+    provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submitter on an older graflow-core (same version number) pickled a RemoteRequest without the
+    fields added since: a tracing worker runs it with their defaults."""
+    plugin = TracingPlugin(provider)
+    monkeypatch.setenv("GRAFLOW_LOAD_PLUGINS", "")
+    monkeypatch.setattr(manager, "_default_host", PluginHost([plugin]))
+    newer = ("context", "cache_config", "default_attempts", "attempt")
+    current = remote.RemoteRequest.__getstate__
+
+    def older_getstate(self: remote.RemoteRequest) -> dict[str, Any]:
+        return {k: v for k, v in current(self).items() if k not in newer}
+
+    request = remote.RemoteRequest(session_id="s", task=TaskWrapper("plain", lambda: 1), cycle=1, kwargs={})
+    monkeypatch.setattr(remote.RemoteRequest, "__getstate__", older_getstate)
+    payload = remote.dumps_request(request)
+    monkeypatch.setattr(remote.RemoteRequest, "__getstate__", current)
+    received = remote.loads_request(payload)
+    assert (received.context, received.cache_config, received.default_attempts, received.attempt) == ({}, None, None, 1)
+    outcome = remote.run_request(received, worker_id="w1")
+    assert outcome.error is None and outcome.result == 1
+    (span,) = spans(exporter, "graflow.task")
+    assert span.attributes["graflow.status"] == "succeeded"  # type: ignore[index]
+
+
+def test_a_remote_cache_hit_is_marked_on_its_span(provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
+    plugin = TracingPlugin(provider)
+    where = {"session_id": "s", "task_id": "t", "cycle": 1, "worker_id": "w1"}
+    hit: dict[str, str] = {}
+    miss: dict[str, str] = {}
+    plugin.graflow_remote_started(context=hit, **where, handler="direct")
+    plugin.graflow_remote_finished(context=hit, error=None, cache_hit="t:abc")
+    plugin.graflow_remote_started(context=miss, **where, handler="direct")
+    plugin.graflow_remote_finished(context=miss, error=None, cache_hit=None)
+    first, second = spans(exporter, "graflow.task")
+    assert (first.attributes["graflow.cache_hit"], first.attributes["graflow.cache_key"]) == (True, "t:abc")  # type: ignore[index]
+    assert "graflow.cache_hit" not in second.attributes  # type: ignore[operator]
+
+
+def test_spans_of_a_task_still_running_when_its_worker_stops_end_released(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A task given back at a graceful shutdown's timeout keeps running until the process exits: its
+    span ends when the worker stops (other workers' tasks in the process go on)."""
+    plugin = TracingPlugin(provider)
+    held: dict[str, str] = {}
+    other: dict[str, str] = {}
+    plugin.graflow_remote_started(
+        context=held, session_id="s", task_id="slow", cycle=1, worker_id="w1", handler="direct"
+    )
+    plugin.graflow_remote_started(context=other, session_id="s", task_id="b", cycle=1, worker_id="w2", handler="direct")
+    plugin.graflow_worker_stopped(worker_id="w1")
+    (released,) = spans(exporter, "graflow.task")
+    assert released.attributes["graflow.task_id"] == "slow" and released.attributes["graflow.status"] == "released"  # type: ignore[index]
+    plugin.graflow_remote_finished(context=held, error=None, cache_hit=None)  # the slot finished later: no 2nd span
+    plugin.graflow_remote_finished(context=other, error=None, cache_hit=None)
+    assert [s.attributes["graflow.task_id"] for s in spans(exporter, "graflow.task")] == ["slow", "b"]  # type: ignore[index]
+    assert no_open_spans(plugin)
+
+
+@pytest.mark.slow
+def test_spans_of_a_timed_shipped_task_are_children_of_its_attempt_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A task with a timeout on a worker runs each attempt in a child process: the task's own spans
+    (exported there) are children of the attempt's span (exported here), in the same trace."""
+    monkeypatch.setenv("GRAFLOW_LOAD_PLUGINS", "")
+    monkeypatch.setattr(manager, "_default_host", PluginHost([TracingPlugin(provider)]))  # the worker's
+    # The child (a fresh process, with this environment) loads tracing the installed way.
+    monkeypatch.setenv("GRAFLOW_LOAD_PLUGINS", "otel")
+    monkeypatch.setenv("GRAFLOW_OTEL_EXPORTER", f"file:{tmp_path}/child-{{pid}}.jsonl")
+    monkeypatch.setenv("GRAFLOW_ATTEMPT_START_METHOD", "spawn")
+
+    @task(timeout=60)
+    def traced() -> int:
+        from opentelemetry import trace as child_trace
+
+        with child_trace.get_tracer("app").start_as_current_span("inner"):
+            return 1
+
+    outcome = remote.run_request(remote.RemoteRequest(session_id="s", task=traced, cycle=1, kwargs={}), worker_id="w")
+    assert outcome.error is None and outcome.result == 1
+    (attempt,) = spans(exporter, "graflow.task")
+    child = [json.loads(line) for p in tmp_path.glob("child-*.jsonl") for line in p.read_text().splitlines()]
+    assert [s["name"] for s in child] == ["inner"]  # no span of the attempt's own in the child
+    assert child[0]["parent_id"] == format(attempt.context.span_id, "#018x")
+    assert child[0]["context"]["trace_id"] == format(attempt.context.trace_id, "#034x")

@@ -229,3 +229,23 @@ def test_depth_counts_waiting_running_and_dead_lettered(redis_url: str, redis_cl
     queue.reclaim()
     # A running total: the dead-letter stream is capped, the count is not.
     assert queue.depth().dead_lettered == 2 and redis_client.ttl(queue.keys.dead_total) > 0
+
+
+def test_cancelled_deliveries_leave_the_depth_of_other_tasks_exact(
+    queue: RedisTaskQueue, redis_client: redis.Redis
+) -> None:
+    # A group gives up on members a worker runs now (group_timeout, fail fast): their entries are
+    # cancelled. Tasks published afterwards must all count as waiting.
+    redis_client.xadd(RESULTS, {"open": "1"})
+    publish(queue, 2)
+    taken = queue.fetch("c1", 2, 0.01)
+    queue.cancel([i.item_id for i in taken])
+    redis_client.delete(RESULTS)  # what the group's coordinator does next
+    publish(queue, 3, results="graflow:s:other:g:grp:tok:results")
+    assert queue.depth() == QueueDepth(waiting=3, running=0, dead_lettered=0)
+    # The worker finishing (or giving back) a cancelled delivery finds it gone: nothing posted,
+    # nothing requeued, the depth unchanged.
+    queue.complete("c1", [(taken[0], b"late")])
+    queue.release("c1", [taken[1]])
+    assert queue.depth() == QueueDepth(waiting=3, running=0, dead_lettered=0)
+    assert results(redis_client) == []

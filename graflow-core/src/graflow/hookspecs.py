@@ -184,10 +184,11 @@ def graflow_task_retrying(
     Called in the process and thread that runs the task's execution, before the delay (with a
     ``timeout``, the attempt itself ran in a helper thread or child process); not called for the last
     attempt (``graflow_task_failed`` reports that) nor for an error that is not retried. For a member
-    run by a worker or a process pool it is not called on the submitting side: the worker logs
-    ``task_retrying`` and the attempt count arrives with the outcome (``graflow_task_succeeded`` /
-    ``graflow_task_failed``'s ``attempts``). An exception raised here is logged
-    (``task_retrying_hook_failed``) and noted on the task's error; the retry goes ahead.
+    run by a worker or a process pool it is not called on the submitting side: the executing side
+    logs ``task_retrying`` and calls ``graflow_remote_retrying``, and the attempt count arrives with
+    the outcome (``graflow_task_succeeded`` / ``graflow_task_failed``'s ``attempts``). An exception
+    raised here is logged (``task_retrying_hook_failed``) and noted on the task's error; the retry
+    goes ahead.
     """
 
 
@@ -237,6 +238,10 @@ def graflow_remote_context(
     payload; a later plugin's key wins), which the executing side receives as ``context`` in
     ``graflow_remote_started``/``graflow_remote_finished``. Use it for trace context (W3C
     ``traceparent``), correlation ids, baggage; never for secrets, which would rest in the broker.
+
+    Also called where a shipped task with a ``timeout`` executes, before each attempt's child process,
+    in the attempt's thread, with ``run_id=""`` and ``group_id=""`` (the child receives the result in
+    ``graflow_remote_attempt_started``).
     """
 
 
@@ -261,9 +266,47 @@ def graflow_remote_finished(
     worker_id: str | None,
     duration_s: float,
     error: BaseException | None,
+    cache_hit: str | None,
 ) -> None:
     """The shipped task started by ``graflow_remote_started`` ended: ``error`` is ``None`` when it
-    returned, else what it raised (the run receives it too). Called even when the task failed."""
+    returned, else what it raised (the run receives it too). Called even when the task failed.
+    ``cache_hit`` is the cache entry's key when its result came from the result cache (its handler
+    did not run), else ``None``. An
+    exception raised here is logged (``remote_finished_hook_failed``) and noted on the task's error;
+    it never turns the task's outcome into a failure."""
+
+
+@hookspec
+def graflow_remote_retrying(
+    context: dict[str, str],
+    session_id: str,
+    task_id: str,
+    cycle: int,
+    worker_id: str | None,
+    attempt: int,
+    delay_s: float,
+    error: BaseException,
+) -> None:
+    """Attempt ``attempt`` (1-based) of the shipped task started by ``graflow_remote_started`` failed
+    with ``error`` and runs again here, as attempt ``attempt + 1``, after ``delay_s`` seconds: the
+    executing side's ``graflow_task_retrying``. Called in the thread that runs the task, between
+    ``graflow_remote_started`` and ``graflow_remote_finished`` (same ``context`` object), before the
+    delay; not for the last attempt. An exception raised here is logged
+    (``task_retrying_hook_failed``) and noted on the task's error; the retry goes ahead."""
+
+
+@hookspec
+def graflow_remote_attempt_started(
+    context: dict[str, str], session_id: str, task_id: str, cycle: int, attempt: int
+) -> None:
+    """The child process of a timed attempt (a shipped task with a ``timeout``, whose attempts run in
+    a process that is killed at the deadline) is about to run attempt ``attempt``. The execution is
+    reported by the parent process (``graflow_remote_started``/``graflow_remote_finished`` are not
+    called in the child); ``context`` is what ``graflow_remote_context`` returned in the parent,
+    asked there with ``run_id=""`` and ``group_id=""`` in the attempt's thread, so a plugin can carry
+    what is current for the attempt (its trace span) into the child. Called only when ``context``
+    is not empty. The child runs this one attempt and exits. An exception raised here is logged
+    (``remote_attempt_started_hook_failed``); the attempt runs."""
 
 
 # --- worker hooks ------------------------------------------------------------------------------------
@@ -279,7 +322,8 @@ def graflow_worker_add_options(parser: argparse.ArgumentParser) -> None:
 @hookspec
 def graflow_worker_started(worker_id: str, worker: TaskWorker, queue: WorkSource, options: dict[str, Any]) -> None:
     """A :class:`~graflow.worker.TaskWorker` is about to take work. ``queue`` is its
-    :class:`~graflow.worker.WorkSource` (``queue.depth()`` asks the backend how much waits);
+    :class:`~graflow.worker.WorkSource` (when it is also a :class:`~graflow.worker.CountsDepth`,
+    ``queue.depth()`` asks the backend how much waits);
     ``worker.tasks_running`` is how many tasks run now; ``options`` are the parsed command-line
     options (``{}`` for a worker built in code). Raise :class:`graflow.exceptions.GraflowError` for
     a bad setting: ``graflow worker`` then exits with code 2 and the message."""
@@ -287,9 +331,16 @@ def graflow_worker_started(worker_id: str, worker: TaskWorker, queue: WorkSource
 
 @hookspec
 def graflow_worker_task_done(
-    worker_id: str, task_id: str, cycle: int, handler: str | None, duration_s: float, error: BaseException | None
+    worker_id: str,
+    worker: TaskWorker,
+    task_id: str,
+    cycle: int,
+    handler: str | None,
+    duration_s: float,
+    error: BaseException | None,
 ) -> None:
-    """A worker slot finished one delivery: ``handler`` names the task's handler (``None`` when the
+    """A worker slot of ``worker`` finished one delivery (worker ids need not be unique, even in one
+    process: key state by ``worker``): ``handler`` names the task's handler (``None`` when the
     payload could not be loaded), ``error`` is what it raised (or why the payload was refused), else
     ``None``. Called in the slot thread, before the outcome is reported; keep it cheap."""
 
@@ -297,4 +348,6 @@ def graflow_worker_task_done(
 @hookspec
 def graflow_worker_stopped(worker_id: str, worker: TaskWorker) -> None:
     """The worker stopped: running tasks finished or were given back, its outcomes were reported.
-    Release what ``graflow_worker_started`` opened (servers, threads)."""
+    Release what ``graflow_worker_started`` opened (servers, threads). Also called when a
+    ``graflow_worker_started`` implementation raised (the worker never took work), so the plugins
+    that started before it release theirs; it may then find nothing opened."""

@@ -2,8 +2,9 @@
 
 Installed, the package must not slow down processes that do not trace: a lifecycle hook with an
 implementation costs every task of every run (graflow-core's budget is a few µs per task). So
-``plugin`` below, what the entry point registers, is decided once per process, when Graflow first
-loads its plugins:
+``plugin``, what the entry point registers, is decided each time Graflow loads its plugins (the
+first ``WorkflowEngine()``, ``graflow worker``, and again after
+``graflow.plugins.manager.reset_default_host()``), from the settings at that moment:
 
 * ``GRAFLOW_OTEL=off``: no tracing (an object without hooks);
 * ``GRAFLOW_OTEL_EXPORTER=...`` set: a TracerProvider exporting that way (see
@@ -65,4 +66,29 @@ def decide() -> TracingPlugin | TracingOff:
     return TracingPlugin()
 
 
-plugin = decide()
+_decided: dict[tuple[str, ...], TracingPlugin | TracingOff] = {}
+
+
+def current() -> TracingPlugin | TracingOff:
+    """:func:`decide`, remembered per outcome: the same settings give the same plugin object (one
+    exporter and provider per ``GRAFLOW_OTEL_EXPORTER`` value, however often plugins are loaded),
+    a TracerProvider set since the last load turns tracing on."""
+    switch = os.environ.get(SWITCH_ENV, "").strip().lower()
+    exporter = os.environ.get(EXPORTER_ENV, "").strip()
+    if switch in _OFF:
+        key: tuple[str, ...] = ("off",)
+    elif exporter:
+        key = ("exporter", switch, exporter)
+    else:
+        key = ("global", switch, str(global_provider_is_set()))
+    chosen = _decided.get(key)
+    if chosen is None:
+        chosen = _decided[key] = decide()
+    return chosen
+
+
+def __getattr__(name: str) -> TracingPlugin | TracingOff:
+    """``plugin`` (the entry point ``graflow_observability.autoload:plugin``) is decided when read."""
+    if name == "plugin":
+        return current()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -70,7 +70,15 @@ def processor_for(setting: str, stream: IO[str] | None = None) -> SpanProcessor:
     if value == "console":
         return SimpleSpanProcessor(ConsoleSpanExporter(out=stream or sys.stderr))
     if value.startswith("file:") and len(value) > len("file:"):
-        return SimpleSpanProcessor(JsonLinesSpanExporter(value[len("file:") :]))
+        path = value[len("file:") :]
+        try:
+            return SimpleSpanProcessor(JsonLinesSpanExporter(path))
+        except OSError as exc:
+            raise GraflowError(
+                f"{EXPORTER_ENV}={setting!r}: cannot open {path!r} to append spans ({exc.strerror or exc}). "
+                f"Create its directory, or point {EXPORTER_ENV} at a file this process can write "
+                f"(or unset it, or set GRAFLOW_OTEL=off)."
+            ) from exc
     if value == "otlp":
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]

@@ -11,8 +11,9 @@ look-up). With one, the worker serves ``/metrics`` over HTTP from a registry of 
   scrape time;
 * ``graflow_queue_depth`` (waiting), ``graflow_queue_running`` and the counter
   ``graflow_queue_dead_lettered_total``, labelled ``queue``: the backend's
-  :meth:`~graflow.worker.WorkSource.depth`, asked once per scrape. They describe the whole queue,
-  so every worker of a fleet reports the same values: aggregate them with ``max by (queue)``.
+  :meth:`~graflow.worker.CountsDepth.depth`, asked once per scrape (left out for a backend without
+  it). They describe the whole queue, so every worker of a fleet reports the same values: aggregate
+  them with ``max by (queue)``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import graflow
-from graflow.exceptions import GraflowError
 from graflow.logs import get_logger
 from graflow_observability.settings import ADDR_ENV, PORT_ENV
 
@@ -46,8 +46,9 @@ METRIC_NAMES = (
 """Every metric family a worker exports (a histogram adds ``_bucket``, ``_count`` and ``_sum``)."""
 
 
-_ACTIVE: dict[str, WorkerMetrics] = {}
-"""Workers of this process serving metrics, by worker id."""
+_ACTIVE: dict[Any, WorkerMetrics] = {}
+"""Workers of this process serving metrics, by worker object (ids need not be unique: two workers
+of one process may share one, the default host-pid)."""
 
 
 def _port(value: str) -> int:
@@ -82,28 +83,31 @@ def graflow_worker_started(worker_id: str, worker: Any, queue: Any, options: dic
     port = options.get("metrics_port")
     if port is None:
         return
-    if worker_id in _ACTIVE:
-        raise GraflowError(f"worker {worker_id!r} already serves metrics in this process; give workers distinct ids")
     from graflow_observability.worker_metrics import WorkerMetrics  # prometheus_client: only when asked for
 
     queue_name = str(getattr(queue, "queue_name", None) or options.get("queue") or "default")
     metrics = WorkerMetrics(worker, queue, queue_name)
     addr, bound = metrics.serve(str(options.get("metrics_addr") or DEFAULT_ADDR), int(port))
-    _ACTIVE[worker_id] = metrics
-    log.info("metrics_serving", worker_id=worker_id, url=f"http://{addr}:{bound}/metrics")
+    _ACTIVE[worker] = metrics
+    log.info("metrics_serving", worker_id=worker_id, url=f"http://{addr}:{bound}/metrics", port=bound)
+
+
+def metrics_address(worker: Any) -> tuple[str, int] | None:
+    """Where ``worker`` (a TaskWorker of this process) serves its metrics, ``None`` when it does not:
+    the port bound for ``--metrics-port 0``."""
+    metrics = _ACTIVE.get(worker)
+    return None if metrics is None else metrics.address
 
 
 @graflow.hookimpl
-def graflow_worker_task_done(
-    worker_id: str, handler: str | None, duration_s: float, error: BaseException | None
-) -> None:
-    metrics = _ACTIVE.get(worker_id)
+def graflow_worker_task_done(worker: Any, handler: str | None, duration_s: float, error: BaseException | None) -> None:
+    metrics = _ACTIVE.get(worker)
     if metrics is not None:
         metrics.task_done(handler, duration_s, error)
 
 
 @graflow.hookimpl
-def graflow_worker_stopped(worker_id: str) -> None:
-    metrics = _ACTIVE.pop(worker_id, None)
+def graflow_worker_stopped(worker: Any) -> None:
+    metrics = _ACTIVE.pop(worker, None)
     if metrics is not None:
         metrics.close()

@@ -42,6 +42,12 @@ class _Open:
     attempt: int = 1
     members: tuple[str, ...] = ()
     parent: Any = None  # the Context new attempts of the same task start in
+    # A retry's attempt opens when its delay starts, stamped with when the delay ends: if it has to
+    # end before that (the run ended during the delay), the attempt never ran and gets no span.
+    # Monotonic, the clock the retry's wait runs on.
+    not_before: int | None = None
+    worker_id: str | None = None  # a shipped task's: the worker running it
+    attributes: dict[str, Any] = attrs.Factory(dict)  # what the span started with
 
 
 def _fail(span: Span, error: BaseException) -> None:
@@ -59,6 +65,7 @@ class TracingPlugin:
 
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         self.tracer = trace.get_tracer(TRACER_NAME, VERSION, tracer_provider=tracer_provider)
+        self._provider = tracer_provider
         self._propagator = TraceContextTextMapPropagator()
         self._lock = threading.Lock()
         self._runs: dict[str, _Open] = {}
@@ -74,16 +81,32 @@ class TracingPlugin:
             name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes, start_time=start_time
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        return _Open(span, token, threading.get_ident(), parent=parent)
+        return _Open(span, token, threading.get_ident(), parent=parent, attributes=attributes)
 
     @staticmethod
-    def _end(record: _Open, error: BaseException | None = None, end_time: int | None = None) -> None:
-        if error is not None:
-            _fail(record.span, error)
-        record.span.end(end_time=end_time)
+    def _end(record: _Open, error: BaseException | None = None) -> None:
+        """End the span (one of a retry that never started is dropped) and leave its context."""
+        if record.not_before is None or time.monotonic_ns() >= record.not_before:
+            if error is not None:
+                _fail(record.span, error)
+            record.span.end()
         if record.token is not None and record.thread == threading.get_ident():
             otel_context.detach(record.token)
         record.token = None
+
+    def _next_attempt(self, record: _Open, delay_s: float, error: BaseException) -> _Open:
+        """End the span of a failed attempt that will be retried; open the next attempt's, current in
+        this thread (the retry runs here), starting when the delay is over."""
+        record.span.set_attribute("graflow.status", "retrying")
+        record.span.set_attribute("graflow.retry_delay_s", delay_s)
+        self._end(record, error)
+        delay_ns = int(max(0.0, delay_s) * 1e9)
+        attributes = {**record.attributes, "graflow.attempt": record.attempt + 1}
+        following = self._start("graflow.task", record.parent, attributes, start_time=time.time_ns() + delay_ns)
+        following.attempt = record.attempt + 1
+        following.not_before = time.monotonic_ns() + delay_ns
+        following.worker_id = record.worker_id
+        return following
 
     def _parent_of(self, run_id: str, member_id: str) -> Any:
         """The Context a task or group of this run starts in: its group's span, else the run's."""
@@ -207,14 +230,7 @@ class TracingPlugin:
             record = self._tasks.pop(key, None)
         if record is None:
             return
-        record.span.set_attribute("graflow.status", "retrying")
-        record.span.set_attribute("graflow.retry_delay_s", delay_s)
-        self._end(record, error)
-        # The next attempt's span starts when the delay is over, in the same parent.
-        start = time.time_ns() + int(max(0.0, delay_s) * 1e9)
-        attributes = self._task_attributes(run_id, session_id, task_id, cycle, record.attempt + 1)
-        following = self._start("graflow.task", record.parent, attributes, start_time=start)
-        following.attempt = record.attempt + 1
+        following = self._next_attempt(record, delay_s, error)
         with self._lock:
             self._tasks[key] = following
 
@@ -286,13 +302,56 @@ class TracingPlugin:
         if worker_id is not None:
             attributes["graflow.worker_id"] = worker_id
         record = self._start("graflow.task", parent, attributes)
+        record.worker_id = worker_id
         with self._lock:
             self._remote[id(context)] = record
 
     @graflow.hookimpl
-    def graflow_remote_finished(self, context: dict[str, str], error: BaseException | None) -> None:
+    def graflow_remote_retrying(self, context: dict[str, str], delay_s: float, error: BaseException) -> None:
+        """One span per attempt on the executing side too: this one ends, the next one opens."""
+        with self._lock:
+            record = self._remote.pop(id(context), None)
+        if record is None:
+            return
+        following = self._next_attempt(record, delay_s, error)
+        with self._lock:
+            self._remote[id(context)] = following
+
+    @graflow.hookimpl
+    def graflow_remote_finished(
+        self, context: dict[str, str], error: BaseException | None, cache_hit: str | None
+    ) -> None:
         with self._lock:
             record = self._remote.pop(id(context), None)
         if record is not None:
+            if cache_hit is not None:
+                record.span.set_attribute("graflow.cache_hit", True)
+                record.span.set_attribute("graflow.cache_key", cache_hit)
             record.span.set_attribute("graflow.status", "failed" if error is not None else "succeeded")
             self._end(record, error)
+
+    @graflow.hookimpl
+    def graflow_remote_attempt_started(self, context: dict[str, str]) -> None:
+        """In the child process of a timed attempt: the parent's attempt span becomes current (no span
+        of its own: the parent reports the attempt), so the task's own spans are its children. Left
+        attached: the child runs this one attempt and exits."""
+        otel_context.attach(self._propagator.extract(carrier=context))
+
+    # --- workers -------------------------------------------------------------------------------------
+
+    @graflow.hookimpl
+    def graflow_worker_stopped(self, worker_id: str) -> None:
+        """Tasks still running when the worker stopped were given back (graceful shutdown timeout):
+        their spans end now, marked ``released``, and everything is exported before the process
+        exits."""
+        with self._lock:
+            released = [k for k, r in self._remote.items() if r.worker_id == worker_id]
+            records = [self._remote.pop(k) for k in released]
+        for record in records:
+            record.span.set_attribute("graflow.status", "released")
+            record.span.add_event("graflow.released", {"graflow.worker_id": worker_id})
+            self._end(record)
+        provider = self._provider if self._provider is not None else trace.get_tracer_provider()
+        flush = getattr(provider, "force_flush", None)
+        if flush is not None:
+            flush()

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from graflow.exceptions import GraflowError
 from graflow.logs import get_logger
+from graflow.worker import CountsDepth
 from graflow_observability.settings import ADDR_ENV, PORT_ENV
 
 log = get_logger("graflow.observability")
@@ -28,7 +29,8 @@ class _LiveCollector(Collector):
     """Values read at scrape time: the worker's busy slots and the queue's depth (one round trip)."""
 
     def __init__(self, worker: Any, queue: Any, queue_name: str) -> None:
-        self.worker, self.queue, self.queue_name = worker, queue, queue_name
+        self.worker, self.queue_name = worker, queue_name
+        self.depth = queue.depth if isinstance(queue, CountsDepth) else None  # optional for a backend
 
     def collect(self) -> Iterator[Metric]:
         labels = [self.queue_name]
@@ -42,8 +44,10 @@ class _LiveCollector(Collector):
         )
         slots.add_metric(labels, self.worker.max_concurrent_tasks)
         yield slots
+        if self.depth is None:
+            return
         try:
-            depth = self.queue.depth()
+            depth = self.depth()
         except Exception as exc:  # the queue is unreachable: say so in the log, keep serving the rest
             log.warning("queue_depth_failed", queue=self.queue_name, error=f"{type(exc).__name__}: {exc}")
             return

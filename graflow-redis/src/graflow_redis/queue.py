@@ -185,9 +185,20 @@ class RedisTaskQueue(TaskQueue):
         return [text(r) for r in replies[:-1]]
 
     def cancel(self, ids: Sequence[str]) -> None:
-        """Delete entries nobody should run any more (their group ended)."""
+        """Delete entries nobody should run any more (their group ended), in one round trip.
+
+        Acknowledged as well as deleted: an entry a worker still runs would otherwise stay pending
+        while gone from the stream, and :meth:`depth` (stream length minus pending) would count it
+        against the tasks that wait. The worker's later ``complete`` (or ``release``, a reclaim)
+        finds the entry gone and only acknowledges it again, which is harmless."""
+        if not ids:
+            return
+        pipe = self.client.pipeline(transaction=True)
         for start in range(0, len(ids), 1000):
-            self.client.xdel(self.keys.tasks, *ids[start : start + 1000])
+            chunk = ids[start : start + 1000]
+            pipe.xack(self.keys.tasks, WORKER_GROUP, *chunk)
+            pipe.xdel(self.keys.tasks, *chunk)
+        pipe.execute()
 
     # --- the work stream: worker side (WorkSource) ---------------------------------------------------
 

@@ -63,6 +63,7 @@ def attempt_in_child(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutio
         request = attrs.evolve(request, channel_data=channel.base.items(), attempt=tctx._attempts)
     else:
         request = attrs.evolve(request, attempt=tctx._attempts)  # the child's ctx.retry_count
+    request.context = remote.attempt_context(request)  # what is current here (a trace span) goes along
     timeout = task.attempts.timeout if task.attempts is not None else None
     outcome = _run_child(request, timeout, task, tctx)
     if outcome.channel_ops and isinstance(channel, JournalChannel):

@@ -42,14 +42,17 @@ from graflow.channels.memory import MemoryChannel
 from graflow.channels.views import JournalChannel
 from graflow.coordination.base import MemberOutcome
 from graflow.core.attempt_options import AttemptOptions
-from graflow.core.attempts import attempts_made
+from graflow.core.attempts import AttemptObserver, attempts_made
 from graflow.core.context import TaskExecutionContext
 from graflow.core.execution import execute, execute_once, execute_with_default
 from graflow.core.handler import TaskHandler
 from graflow.core.retry import with_default
 from graflow.core.task import TaskWrapper, find_by_name
 from graflow.exceptions import PayloadRejectedError, RemoteTaskError, SerializationError
+from graflow.logs import get_logger
 from graflow.queue.base import NO_DATA
+
+log = get_logger("graflow.remote")
 
 MAGIC = b"GFL1"
 SECRET_KEY_ENV = "GRAFLOW_SECRET_KEY"
@@ -114,6 +117,30 @@ class RemoteRequest:
     @property
     def task_id(self) -> str:
         return self.task.task_id
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in attrs.fields(RemoteRequest)}
+
+    def __setstate__(self, state: Any) -> None:
+        _set_with_defaults(self, state)
+
+
+def _set_with_defaults(obj: Any, state: Any) -> None:
+    """Restore a pickled attrs instance, giving fields the sender's version did not have their
+    defaults: a payload from an older graflow-core (same version number, fewer fields) still runs."""
+    fields = attrs.fields(type(obj))
+    if not isinstance(state, dict):  # attrs' tuple form
+        state = {field.name: value for field, value in zip(fields, state, strict=False)}
+    for field in fields:
+        if field.name in state:
+            value = state[field.name]
+        elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            value = field.default.factory()
+        elif field.default is not attrs.NOTHING:
+            value = field.default
+        else:
+            continue  # a required field: the error names it when it is read
+        object.__setattr__(obj, field.name, value)
 
 
 # --- payloads ------------------------------------------------------------------------------------
@@ -312,6 +339,9 @@ class RemoteExecutionContext:
         self.cache_secret: bytes | None = None  # the key that verified the payload signs cache entries too
         # The request being run: a timed attempt re-runs it in a child process it can kill (attempt_process).
         self.request: RemoteRequest | None = None
+        # Who hears about retries here (graflow.core.attempts): set only when a plugin implements
+        # graflow_remote_retrying, else retries are only logged.
+        self.attempt_observer: AttemptObserver | None = None
 
     def set_result(self, task_id: str, value: Any) -> None:
         self.results[task_id] = value
@@ -374,6 +404,9 @@ def run_request(
         task = request.task
         handler = request.handler or host.get("handler", task.handler).factory(request.channel_config)
         if once:
+            on_attempt = host.lifecycle["graflow_remote_attempt_started"]
+            if on_attempt is not None and request.context:
+                _attempt_started(on_attempt, request)
             tctx._attempts = request.attempt
             default = request.default_attempts
             options = task.attempts if default is None else with_default(task, default)
@@ -382,6 +415,9 @@ def run_request(
             outcome.result = execute_once(handler, task, tctx)
         else:
             rctx.request = request
+            on_retrying = host.lifecycle["graflow_remote_retrying"]
+            if on_retrying is not None:
+                rctx.attempt_observer = _remote_observer(on_retrying, request, worker_id)
             if request.default_attempts is None:
                 outcome.result = execute(handler, task, tctx)
             else:
@@ -401,13 +437,64 @@ def run_request(
     outcome.duration_s = time.perf_counter() - started
     if on_finished is not None:
         try:
-            on_finished(**where, duration_s=outcome.duration_s, error=outcome.error)
-        except Exception as hook_error:  # the task's own outcome is what the run must get
+            on_finished(**where, duration_s=outcome.duration_s, error=outcome.error, cache_hit=outcome.cache_hit)
+        except Exception as hook_error:  # an observer must not change the task's outcome
+            log.error(
+                "remote_finished_hook_failed",
+                session_id=request.session_id,
+                task_id=request.task_id,
+                cycle=request.cycle,
+                error=f"{type(hook_error).__name__}: {hook_error}",
+            )
             if outcome.error is not None:
                 outcome.error.add_note(f"A graflow_remote_finished hook raised while reporting this: {hook_error!r}")
-            else:
-                outcome.error = hook_error
     return outcome
+
+
+def _attempt_started(hook: Any, request: RemoteRequest) -> None:
+    """``graflow_remote_attempt_started`` in a timed attempt's child; a failing observer is logged, the
+    attempt runs."""
+    try:
+        hook(context=request.context, session_id=request.session_id, task_id=request.task_id,
+             cycle=request.cycle, attempt=request.attempt)  # fmt: skip
+    except Exception as hook_error:
+        log.error(
+            "remote_attempt_started_hook_failed",
+            session_id=request.session_id,
+            task_id=request.task_id,
+            error=f"{type(hook_error).__name__}: {hook_error}",
+        )
+
+
+def _remote_observer(hook: Any, request: RemoteRequest, worker_id: str | None) -> AttemptObserver:
+    """An attempt observer that reports the retries of a shipped task to ``graflow_remote_retrying``."""
+    context = request.context
+
+    def retrying(*, run_id: str, session_id: str, task_id: str, cycle: int, attempt: int, delay_s: float,
+                 error: BaseException) -> None:  # fmt: skip
+        hook(context=context, session_id=session_id, task_id=task_id, cycle=cycle, worker_id=worker_id,
+             attempt=attempt, delay_s=delay_s, error=error)  # fmt: skip
+
+    bound = get_logger("graflow.attempts").bind(session_id=request.session_id, worker_id=worker_id)
+    return AttemptObserver(run_id="", session_id=request.session_id, log=bound, hook=retrying)
+
+
+def attempt_context(request: RemoteRequest) -> dict[str, str]:
+    """The ``context`` for the child process of a timed attempt of ``request`` (called in the process
+    that executes the request, in the thread of the attempt): ``graflow_remote_context`` asked again,
+    here, so plugins carry what is current now (the attempt's trace span) into the child, where
+    ``graflow_remote_attempt_started`` receives it."""
+    from graflow.plugins.manager import default_host
+
+    hook = default_host().lifecycle["graflow_remote_context"]
+    if hook is None:
+        return request.context
+    merged = dict(request.context)
+    for extra in reversed(hook(run_id="", session_id=request.session_id, group_id="", task_id=request.task_id,
+                               cycle=request.cycle)):  # fmt: skip
+        if extra:
+            merged.update(extra)
+    return merged
 
 
 def execute_payload(payload: bytes, key: bytes | None = None) -> bytes:

@@ -69,6 +69,8 @@ LIFECYCLE_HOOKS = (
     "graflow_remote_context",
     "graflow_remote_started",
     "graflow_remote_finished",
+    "graflow_remote_retrying",
+    "graflow_remote_attempt_started",
     "graflow_worker_add_options",
     "graflow_worker_started",
     "graflow_worker_task_done",

@@ -1,6 +1,6 @@
 """Worker processes: ``TaskWorker`` runs tasks that parallel groups publish to a shared queue."""
 
-from graflow.worker.protocol import QueueDepth, WorkItem, WorkSource
+from graflow.worker.protocol import CountsDepth, QueueDepth, WorkItem, WorkSource
 from graflow.worker.worker import TaskWorker
 
-__all__ = ["QueueDepth", "TaskWorker", "WorkItem", "WorkSource"]
+__all__ = ["CountsDepth", "QueueDepth", "TaskWorker", "WorkItem", "WorkSource"]

@@ -101,14 +101,23 @@ class WorkSource(Protocol):
         """The ``info`` of every live consumer, by consumer name."""
         ...
 
-    def depth(self) -> QueueDepth:
-        """How much work the queue holds now, in one round trip and without scanning entries: it is
-        called on every scrape of a metrics endpoint."""
-        ...
-
     def close(self) -> None:
         """Release connections."""
         ...
 
 
-__all__ = ["QueueDepth", "WorkItem", "WorkSource"]
+@runtime_checkable
+class CountsDepth(Protocol):
+    """A :class:`WorkSource` that can also say how much work it holds (graflow-redis's can).
+
+    Optional: a worker never needs it; monitoring (graflow-observability's queue gauges) uses it
+    when the backend offers it and leaves those gauges out otherwise.
+    """
+
+    def depth(self) -> QueueDepth:
+        """How much work the queue holds now, in one round trip and without scanning entries: it is
+        called on every scrape of a metrics endpoint."""
+        ...
+
+
+__all__ = ["CountsDepth", "QueueDepth", "WorkItem", "WorkSource"]

@@ -175,7 +175,11 @@ class TaskWorker:
         self._started = True
         self.started_at = time.time()
         if self._on_started is not None:  # a bad plugin setting stops the worker before it takes work
-            self._on_started(worker_id=self.worker_id, worker=self, queue=self.queue, options=self.options)
+            try:
+                self._on_started(worker_id=self.worker_id, worker=self, queue=self.queue, options=self.options)
+            except BaseException:
+                self._stopped_hook()  # plugins started before the one that raised release what they opened
+                raise
         previous = self._install_signal_handlers()
         slots = [
             threading.Thread(target=self._slot, name=f"graflow-slot-{i}", daemon=True)
@@ -219,6 +223,7 @@ class TaskWorker:
         try:
             self._on_task_done(
                 worker_id=self.worker_id,
+                worker=self,
                 task_id=item.task_id,
                 cycle=item.cycle,
                 handler=handler,
@@ -395,6 +400,9 @@ class TaskWorker:
             tasks_released=self.tasks_released,
             total_execution_time=round(self.total_execution_time, 6),
         )
+        self._stopped_hook()
+
+    def _stopped_hook(self) -> None:
         if self._on_stopped is not None:
             try:
                 self._on_stopped(worker_id=self.worker_id, worker=self)
