@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from graflow import CoordinationBackend, TaskWrapper, WorkflowEngine, hookimpl, workflow
+from graflow import CoordinationBackend, ParallelGroup, TaskWrapper, WorkflowEngine, hookimpl, workflow
 from graflow.exceptions import TaskTimeoutError
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -98,3 +98,54 @@ def test_worker_kills_timed_out_attempts_retries_flaky_tasks_and_keeps_serving(
         ).set_group_name("g2")
     _, ctx2 = wf2.execute(ret_context=True, config={"redis_url": url})
     assert ctx2.results["g2"] == {"a": 1, "b": 2}
+
+
+def test_sigterm_to_the_workers_process_group_lets_a_timed_attempt_finish(
+    redis_url: str, start_worker: Callable[..., Any]
+) -> None:
+    """What a service manager or Ctrl-C does: the signal reaches every process of the worker's group.
+    The attempt's child leads a group of its own, so the worker's graceful shutdown decides: the
+    attempt finishes (no "killed ... out of memory?" failure, no retry) and the worker exits 0."""
+    import signal
+    import threading
+
+    import redis
+
+    url = redis_url
+    client = redis.Redis.from_url(url)
+    worker = start_worker("w-term", "--graceful-shutdown-timeout", "60", new_session=True)
+
+    def waits_for_go() -> str:
+        import redis as redis_
+
+        r = redis_.Redis.from_url(url)
+        r.rpush("started", 1)
+        r.blpop(["go"], 60)  # a blocking read: returns when the test says so
+        return "finished"
+
+    reports = Reports()
+    outcome: dict[str, Any] = {}
+    with workflow("term") as wf:
+        ParallelGroup(
+            [TaskWrapper("slow", waits_for_go, timeout=120, retries=2, retry_delay=0)], name="g"
+        ).with_execution(CoordinationBackend.REDIS, group_timeout=120)
+
+    def submit() -> None:
+        try:
+            _, ctx = wf.execute(engine=WorkflowEngine(plugins=[reports]), ret_context=True, config={"redis_url": url})
+            outcome["results"] = ctx.results["g"]
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    submitter = threading.Thread(target=submit, daemon=True)
+    submitter.start()
+    assert client.blpop(["started"], 60) is not None  # the attempt runs in its child
+    os.killpg(worker.pid, signal.SIGTERM)
+    client.rpush("go", 1)
+    submitter.join(90)
+    assert not submitter.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["results"] == {"slow": "finished"}
+    assert reports.succeeded == {"slow": 1}  # one attempt: not killed by the signal, not retried
+    assert worker.wait(60) == 0
+    assert "task_attempt_killed" not in worker.log()

@@ -145,7 +145,15 @@ def redis_client(redis_url: str) -> redis.Redis:
 class WorkerProcess:
     """``python -m graflow.worker.main`` as a subprocess; its log goes to a file for failed tests."""
 
-    def __init__(self, url: str, worker_id: str, args: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        worker_id: str,
+        args: Sequence[str],
+        env: dict[str, str],
+        log_dir: Path,
+        new_session: bool = False,
+    ) -> None:
         self.worker_id = worker_id
         self.log_path = log_dir / f"{worker_id}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
@@ -159,7 +167,11 @@ class WorkerProcess:
             worker_id,
             *args,
         ]
-        self.proc = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        # new_session: a process group of its own, so a test can signal the whole group like a
+        # service manager or a terminal would, without signalling pytest itself.
+        self.proc = subprocess.Popen(
+            command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=new_session
+        )
 
     @property
     def pid(self) -> int:
@@ -188,14 +200,17 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 @pytest.fixture
 def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """``start_worker(worker_id, *args, env=None, wait=True)``: a worker process on the test's Redis,
-    returned once its heartbeat is visible. Every worker still running at teardown is killed."""
+    """``start_worker(worker_id, *args, env=None, wait=True, new_session=False)``: a worker process on
+    the test's Redis, returned once its heartbeat is visible. Every worker still running at teardown
+    is killed."""
     from graflow_redis import RedisTaskQueue
 
     started: list[WorkerProcess] = []
 
-    def start(worker_id: str, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(redis_url, worker_id, args, worker_env(env), tmp_path)
+    def start(
+        worker_id: str, *args: str, env: dict[str, str] | None = None, wait: bool = True, new_session: bool = False
+    ) -> WorkerProcess:
+        worker = WorkerProcess(redis_url, worker_id, args, worker_env(env), tmp_path, new_session)
         started.append(worker)
         if wait:
             queue_name = args[args.index("--queue") + 1] if "--queue" in args else "default"

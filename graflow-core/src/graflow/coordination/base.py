@@ -63,6 +63,9 @@ class MemberOutcome:
     worker_id: str | None = None
     cache_hit: str | None = None  # the cache key, when the result came from the result cache there
     attempts: int = 1  # attempts the member took (retries); last, so positional construction keeps working
+    # Whether ``error`` may be retried, decided where it was raised (a timed attempt's child process,
+    # see graflow.core.attempt_process); None: let the receiver judge by the exception it got.
+    retryable: bool | None = None
 
 
 class MemberRunner(Protocol):

@@ -6,6 +6,7 @@ Kept free of engine imports so that :mod:`graflow.core.task` can build it when a
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import weakref
@@ -18,6 +19,7 @@ from graflow.exceptions import (
     MaxStepsExceededError,
     MissingParameterError,
     PayloadRejectedError,
+    SerializationError,
     TimeoutNotSupportedError,
     UnknownNameError,
     WorkflowCancelledError,
@@ -42,9 +44,16 @@ NEVER_RETRIED: tuple[type[BaseException], ...] = (
     PayloadRejectedError,
     UnknownNameError,
     TimeoutNotSupportedError,
+    SerializationError,  # a result or argument that cannot be pickled will not pickle next time either
 )
 """Errors no ``retry_on`` can make retryable: interrupts, and errors that say the run (not the
-attempt) is wrong (a missing argument, an unknown handler, a refused payload, a cancelled run)."""
+attempt) is wrong (a missing argument, an unknown handler, a refused payload, a cancelled run, a
+value that cannot cross a process boundary)."""
+
+VERDICT = "_graflow_retryable"
+"""Attribute of an exception that came back from an attempt in another process (a timed attempt's
+child): whether it is retryable, decided there, where the exception was real (an exception that
+cannot be rebuilt here arrives as ``RemoteTaskError``, which ``retry_on`` could not match)."""
 
 TIMED_TASKS: weakref.WeakSet[TaskWrapper] = weakref.WeakSet()
 """Every live task of this process with a ``timeout``: a run checks their handlers when it starts
@@ -64,10 +73,26 @@ def timed_tasks() -> tuple[TaskWrapper, ...]:
         return tuple(TIMED_TASKS)
 
 
-def _check_number(task_id: str, option: str, value: Any) -> float:
+def _check_number(task_id: str, option: str, value: Any, what: str = "a number of seconds") -> float:
+    """A finite number no longer than ``threading.TIMEOUT_MAX`` (what a wait accepts): NaN would
+    disable every comparison, and inf would fail (OverflowError) only when the wait begins."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"task {task_id!r}: {option} must be a number of seconds, got {value!r}")
-    return float(value)
+        raise TypeError(f"task {task_id!r}: {option} must be {what}, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(
+            f"task {task_id!r}: {option} must be a finite number, got {value!r}"
+            + ("; leave timeout=None for no limit" if option == "timeout" else "")
+        )
+    if what.endswith("seconds") and number > threading.TIMEOUT_MAX:
+        raise ValueError(
+            f"task {task_id!r}: {option} must be at most {threading.TIMEOUT_MAX:.0f} seconds "
+            f"(the longest wait Python supports), got {value!r}"
+        )
+    return number
 
 
 @attrs.frozen
@@ -123,7 +148,7 @@ class AttemptOptions:
         delay = _check_number(task_id, "retry_delay", retry_delay)
         if delay < 0:
             raise ValueError(f"task {task_id!r}: retry_delay must be >= 0 seconds, got {retry_delay}")
-        factor = _check_number(task_id, "backoff", backoff)
+        factor = _check_number(task_id, "backoff", backoff, "a number (the delay's growth factor)")
         if factor < 1:
             raise ValueError(
                 f"task {task_id!r}: backoff must be >= 1 (1 keeps the delay constant, 2 doubles it), got {backoff}"
@@ -160,8 +185,14 @@ class AttemptOptions:
         return planned / 2 + planned / 2 * float(rand())
 
     def retryable(self, error: BaseException) -> bool:
-        """Whether ``error`` may be retried (regardless of attempts left)."""
-        return isinstance(error, self.retry_on) and not isinstance(error, NEVER_RETRIED)
+        """Whether ``error`` may be retried (regardless of attempts left); for an error that carries
+        the verdict of the process it was raised in (:data:`VERDICT`), that verdict."""
+        if isinstance(error, NEVER_RETRIED):
+            return False
+        verdict = getattr(error, VERDICT, None)
+        if verdict is not None:
+            return bool(verdict)
+        return isinstance(error, self.retry_on)
 
 
 def _exception_types(

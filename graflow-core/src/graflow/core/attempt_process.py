@@ -7,10 +7,25 @@ same :class:`~graflow.core.remote.RemoteRequest` for one attempt and sends back 
 requests) over a pipe; the parent applies it as if the attempt had run in place.
 
 Children come from a ``forkserver`` (``spawn`` where there is none; ``GRAFLOW_ATTEMPT_START_METHOD``
-overrides): a worker has threads and open connections, which a plain ``fork`` would copy in an
-unknown state. The first child of a process starts the fork server (~0.1-0.2 s); later ones take a
-few milliseconds. A child whose parent dies (a worker killed, a pool process stopped by a group
-abort) exits as well: it watches a pipe that only the parent holds open.
+overrides, with one of those two): a worker has threads and open connections, which a plain ``fork``
+would copy in an unknown state (and a forked child would inherit the parent's end of the lifeline
+pipe, so it could not notice its parent's death). The first child of a process starts the fork
+server (~0.1-0.2 s); later ones take a few milliseconds.
+
+Each child leads a process group of its own (``os.setsid``), which is what is killed:
+
+* at the deadline, the whole group, so the subprocesses an attempt started die with it;
+* when its parent dies (a worker killed, a pool process stopped by a group abort): the child
+  watches a pipe only the parent holds open, and then kills its group itself;
+* a signal sent to the worker's process group (``kill -TERM -<pgid>``, Ctrl-C in a terminal) does
+  not reach the attempt: the worker decides, and its graceful shutdown lets the attempt finish (or
+  gives the delivery back after ``graceful_shutdown_timeout``, whereupon the child sees its parent
+  leave and kills its group).
+
+A child that cannot load or run the request (a module the fresh process cannot import) sends that
+error back, marked as not retryable; it also decides there, where the exception is real, whether a
+failed attempt is retryable (``retry_on``), and the parent honours that verdict even when the
+exception itself could not be rebuilt (it then arrives as ``RemoteTaskError``).
 """
 
 from __future__ import annotations
@@ -25,7 +40,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from graflow.channels.views import JournalChannel, apply_channel_ops
+from graflow.coordination.base import MemberOutcome
 from graflow.core import remote
+from graflow.core.attempt_options import VERDICT
 from graflow.core.attempts import timed_out
 from graflow.exceptions import ExecutionError
 from graflow.logs import get_logger
@@ -40,14 +57,40 @@ if TYPE_CHECKING:
 log = get_logger("graflow.attempts")
 
 START_METHOD_ENV = "GRAFLOW_ATTEMPT_START_METHOD"
+START_METHODS = ("forkserver", "spawn")
+"""What ``GRAFLOW_ATTEMPT_START_METHOD`` may name (see the module docstring for why not ``fork``)."""
 ORPHAN_EXIT = 70
-"""Exit code of a child whose parent went away before it finished."""
+"""Exit code of a child whose parent went away before it finished (when it cannot kill its group)."""
+
+_REPORTED = threading.Event()
+"""Set in a child once its outcome is sent: the parent closing the lifeline then means "done"."""
+
+
+def start_method() -> str:
+    """The start method of attempt children; a bad ``GRAFLOW_ATTEMPT_START_METHOD`` is refused here,
+    before the first attempt (so it fails the task at once instead of being retried)."""
+    chosen = os.environ.get(START_METHOD_ENV)
+    available = [m for m in START_METHODS if m in multiprocessing.get_all_start_methods()]
+    if not chosen:
+        return available[0]
+    if chosen not in available:
+        reason = (
+            " (fork is refused: a forked child inherits the parent's threads and locks in an unknown state, "
+            "and its copy of the lifeline pipe would keep it from noticing the parent's death)"
+            if chosen == "fork"
+            else ""
+        )
+        error = ValueError(
+            f"{START_METHOD_ENV}={chosen!r} is not a start method for timed attempts; use one of "
+            f"{', '.join(available)}, or unset it{reason}"
+        )
+        setattr(error, VERDICT, False)
+        raise error
+    return chosen
 
 
 def _context() -> Any:
-    method = os.environ.get(START_METHOD_ENV) or (
-        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    )
+    method = start_method()
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["graflow.core.attempt_process"])
@@ -69,6 +112,9 @@ def attempt_in_child(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutio
     if outcome.channel_ops and isinstance(channel, JournalChannel):
         apply_channel_ops(channel, outcome.channel_ops)  # journaled again here, so they reach the run
     if outcome.error is not None:
+        if outcome.retryable is not None:  # decided where the exception was real (retry_on)
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(outcome.error, VERDICT, outcome.retryable)
         raise outcome.error
     tctx._next_tasks = [t for t, _ in outcome.next_tasks] or None
     tctx._goto = any(goto for _, goto in outcome.next_tasks)
@@ -94,7 +140,7 @@ def _run_child(
     data: bytes | None = None
     try:
         if not result_r.poll(timeout):
-            child.kill()
+            _kill_group(child)
             log.warning(
                 "task_attempt_killed",
                 task_id=task.task_id,
@@ -103,9 +149,11 @@ def _run_child(
                 timeout_s=timeout,
                 pid=child.pid,
             )
-            raise timed_out(task, tctx, f"its process (pid {child.pid}) was killed")
+            raise timed_out(task, tctx, f"its process (pid {child.pid}) was killed, with the processes it started")
         with contextlib.suppress(EOFError):
             data = result_r.recv_bytes()
+        if data is None:  # died before reporting: what it started goes too
+            _kill_group(child)
     finally:
         life_w.close()
         result_r.close()
@@ -115,25 +163,74 @@ def _run_child(
             child.join()
     if data is None:
         raise ExecutionError(
-            f"the process running task {task.task_id!r} (cycle {tctx.cycle_count}) died with exit code "
-            f"{child.exitcode} before reporting (out of memory? a crash in native code?)"
+            f"the process running task {task.task_id!r} (cycle {tctx.cycle_count}) "
+            f"{_how_it_ended(child.exitcode)} before reporting"
         )
     return remote.loads_outcome(data, None)
 
 
+def _kill_group(child: Any) -> None:
+    """SIGKILL the child's process group (it leads one, see :func:`_child_main`); just the child when
+    it has not got that far yet."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+
+
+def _how_it_ended(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory? killed by hand?)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with code {code} (a crash in native code? os._exit() in the task?)"
+
+
 def _child_main(payload: bytes, result_w: Connection, life_r: Connection) -> None:
-    # Ctrl-C in a terminal reaches the whole process group: the parent decides (a worker stops
-    # gracefully, letting its tasks finish), so the attempt must not die of KeyboardInterrupt first.
+    # A group of its own: killing it at the deadline kills what the attempt started, and signals
+    # sent to the parent's group (a worker's shutdown, Ctrl-C) leave the decision to the parent.
+    with contextlib.suppress(OSError):
+        os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(life_r,), name="graflow-lifeline", daemon=True).start()
-    request = remote.loads_request(payload, None, check_versions=False)
-    outcome = remote.run_request(request, once=True)
-    result_w.send_bytes(remote.dumps_outcome(outcome, None))
+    try:
+        request = remote.loads_request(payload, None, check_versions=False)
+        outcome = remote.run_request(request, once=True)
+        data = remote.dumps_outcome(outcome, None)
+    except BaseException as exc:  # the parent must learn why, not just that the child died
+        data = remote.dumps_outcome(_unrunnable(payload, exc), None)
+    result_w.send_bytes(data)
+    _REPORTED.set()
     result_w.close()
 
 
+def _unrunnable(payload: bytes, error: BaseException) -> MemberOutcome:
+    """The outcome of a request this child could not load or run: the error described (its class
+    may be what failed to load), never retried (the next child would fail the same way)."""
+    header = remote.peek_header(payload)
+    described = remote.describe_error(error)
+    described.add_note(
+        "A timed attempt runs in a fresh process (forkserver or spawn): the task, its arguments and "
+        "their modules must be importable there (define the task in a module, not in a script's "
+        "__main__ or an interactive session)."
+    )
+    outcome = MemberOutcome(str(header.get("task_id", "?")), int(header.get("cycle", 0)), error=described)
+    outcome.retryable = False
+    return outcome
+
+
 def _exit_with_parent(life_r: Connection) -> None:
-    """Block until the parent closes its end (it finished with us, or it died), then leave at once."""
+    """Block until the parent closes its end. After our report that means it is done with us;
+    before it, the parent died (or gave up on us): kill our group, the attempt included, at once."""
     with contextlib.suppress(EOFError, OSError):
         life_r.recv_bytes()
+    if _REPORTED.is_set():
+        return
+    if os.getpgid(0) == os.getpid():  # never the parent's group (when setsid failed)
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpid(), signal.SIGKILL)
     os._exit(ORPHAN_EXIT)

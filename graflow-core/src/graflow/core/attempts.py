@@ -11,9 +11,11 @@ One attempt runs in one of three ways (see :class:`graflow.core.handler.TaskHand
 * a timeout, in the run's own process: in a daemon thread that the caller stops waiting for at the
   deadline. **A Python thread cannot be killed**: the timed-out attempt goes on running in the
   background (its channel writes and side effects still happen) until it returns by itself;
-* a timeout, in a process pool or on a worker: in a child process killed at the deadline
-  (:mod:`graflow.core.attempt_process`); a handler that ``enforces_timeout`` (Docker) stops the
-  task itself.
+  A handler's ``set_result`` in that thread goes to the attempt's own slot
+  (:class:`~graflow.core.context.AttemptSlot`), so an abandoned attempt cannot touch the run's results;
+* a timeout, in a process pool or on a worker: in a child process whose process group is killed at
+  the deadline (:mod:`graflow.core.attempt_process`); a handler that ``enforces_timeout`` (Docker)
+  stops the task itself.
 
 A timed-out attempt fails with ``TaskTimeoutError`` (a ``TimeoutError``, hence an ``OSError``) and
 is retried like any error that ``retry_on`` matches: by default (``Exception``), yes.
@@ -30,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from graflow.core.attempt_options import AttemptOptions, timed_tasks
-from graflow.core.context import TaskExecutionContext
+from graflow.core.context import _ATTEMPT_SLOT, _CURRENT_TASK, AttemptSlot, TaskExecutionContext
 from graflow.core.execution import execute_once
+from graflow.core.handler import DirectTaskHandler
 from graflow.exceptions import TaskTimeoutError, TimeoutNotSupportedError
 from graflow.logs import get_logger
 
@@ -219,13 +222,15 @@ def _check_handler(handler: TaskHandler, task: TaskWrapper) -> None:
 
 
 def _timed(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Attempt:
-    """How each attempt of this timed execution runs (see the module docstring)."""
+    """How each attempt of this timed execution runs (see the module docstring). Raises before the
+    first attempt (so the task fails at once, unretried) when that way is misconfigured."""
     _check_handler(handler, task)
     if handler.enforces_timeout:
         return execute_once
     if getattr(tctx.execution_context, "request", None) is not None:
-        from graflow.core.attempt_process import attempt_in_child
+        from graflow.core.attempt_process import attempt_in_child, start_method
 
+        start_method()  # a bad GRAFLOW_ATTEMPT_START_METHOD
         return attempt_in_child
     return attempt_in_thread
 
@@ -245,8 +250,10 @@ def timed_out(task: TaskWrapper, tctx: TaskExecutionContext, what: str) -> TaskT
 
 def attempt_in_thread(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext) -> Any:
     """One attempt in a daemon thread; at the deadline the caller stops waiting and raises
-    ``TaskTimeoutError``. The thread cannot be killed and runs on; it works on its own copy of the
-    execution context, so a late ``next_task`` from it changes nothing."""
+    ``TaskTimeoutError``. The thread cannot be killed and runs on, but it can no longer change the
+    run: it works on its own copy of the execution context (a late ``next_task`` changes nothing)
+    and its handler's ``set_result`` goes to a slot of its own (:class:`AttemptSlot`), never into
+    the run's results, which it neither reads nor restores."""
     timeout = task.attempts.timeout if task.attempts is not None else None
     own = TaskExecutionContext(tctx.execution_context, tctx.task_id, tctx.cycle_count, tctx._data)
     own._kwargs = tctx._kwargs
@@ -257,7 +264,7 @@ def attempt_in_thread(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecuti
 
     def attempt() -> None:
         try:
-            outcome.append((True, execute_once(handler, task, own)))
+            outcome.append((True, _attempt_in_slot(handler, task, own)))
         except BaseException as exc:
             outcome.append((False, exc))
         finally:
@@ -277,3 +284,15 @@ def attempt_in_thread(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecuti
     for name in _STEERING:
         setattr(tctx, name, getattr(own, name))
     return value
+
+
+def _attempt_in_slot(handler: TaskHandler, task: TaskWrapper, own: TaskExecutionContext) -> Any:
+    """:func:`~graflow.core.execution.execute_once` for the thread of a timed attempt (runs inside
+    its copied context): the result the handler records goes to this attempt's slot."""
+    if type(handler) is DirectTaskHandler:
+        return task.invoke(own)
+    slot = AttemptSlot(task.task_id)
+    _ATTEMPT_SLOT.set(slot)
+    _CURRENT_TASK.set(own)
+    returned = handler.execute_task(task, own.execution_context)
+    return returned if returned is not None else slot.value

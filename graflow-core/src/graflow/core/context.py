@@ -32,6 +32,22 @@ _CURRENT_TASK: contextvars.ContextVar[TaskExecutionContext | None] = contextvars
 )
 
 
+class AttemptSlot:
+    """Where ``set_result`` puts the result of one timed attempt that runs in a thread of its own
+    (:func:`graflow.core.attempts.attempt_in_thread`): that thread cannot be killed, so a timed-out
+    attempt must have nothing it can later write into the run's results."""
+
+    __slots__ = ("task_id", "value")
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self.value: Any = None
+
+
+_ATTEMPT_SLOT: contextvars.ContextVar[AttemptSlot | None] = contextvars.ContextVar("graflow_attempt_slot", default=None)
+"""Set only inside the thread of a timed attempt (see :class:`AttemptSlot`)."""
+
+
 def current_task_context(task_id: str | None = None) -> TaskExecutionContext:
     """The execution in progress in this thread (set by the engine around a handler call)."""
     ctx = _CURRENT_TASK.get()
@@ -158,6 +174,10 @@ class ExecutionContext:
     # --- results and channels ----------------------------------------------------------------------
 
     def set_result(self, task_id: str, value: Any) -> None:
+        slot = _ATTEMPT_SLOT.get()  # set_result is the handlers' call: the engine writes results itself
+        if slot is not None and slot.task_id == task_id:
+            slot.value = value
+            return
         self.results[task_id] = value
 
     def get_result(self, task_id: str, default: Any = NO_DATA) -> Any:

@@ -28,11 +28,12 @@ def execute(handler: TaskHandler, task: TaskWrapper, tctx: TaskExecutionContext)
     A task with ``cache`` on goes through :func:`graflow.cache.runtime.run_cached`, which calls
     :func:`execute_uncached` on a miss (so a hit makes no attempt and a miss stores the final
     result); a task with retries or a timeout goes through :func:`graflow.core.attempts.run_attempts`,
-    which calls :func:`execute_once` per attempt. A plain task pays two attribute checks.
+    which calls :func:`execute_once` per attempt. A plain task pays one attribute check
+    (``task._wrapped``, set when the task is built).
     """
-    if task._cache is not None:
-        return run_cached(handler, task, tctx, execute_uncached)
-    if task.attempts is not None:
+    if task._wrapped:
+        if task._cache is not None:
+            return run_cached(handler, task, tctx, execute_uncached)
         return attempts.run_attempts(handler, task, tctx)
     if type(handler) is DirectTaskHandler:
         return task.invoke(tctx)

@@ -285,14 +285,17 @@ def dumps_outcome(outcome: MemberOutcome, key: bytes | None = None) -> bytes:
     if outcome.error is not None and not _round_trips(outcome.error):
         # Pickles but cannot be rebuilt (an __init__ with required arguments that it does not pass
         # to Exception.__init__): the far side would get an unrelated TypeError instead.
-        outcome = attrs.evolve(outcome, error=_described(outcome.error))
+        outcome = attrs.evolve(outcome, error=describe_error(outcome.error))
     try:
         return _pack(outcome, header, key, f"the outcome of task {outcome.task_id!r}")
     except SerializationError as exc:
-        # The result or the exception cannot travel: send a description instead of losing it.
+        # The result or the exception cannot travel: send a description instead of losing it. A
+        # result that cannot be pickled will not be picklable next time either: never retried.
         error = outcome.error
-        replacement = RemoteTaskError("SerializationError", str(exc), "") if error is None else _described(error)
-        slim = attrs.evolve(outcome, result=None, error=replacement, next_tasks=[], channel_ops=None)
+        if error is None:
+            slim = attrs.evolve(outcome, result=None, error=exc, next_tasks=[], channel_ops=None, retryable=False)
+        else:
+            slim = attrs.evolve(outcome, result=None, error=describe_error(error), next_tasks=[], channel_ops=None)
         return _pack(slim, header, key, "an error report")
 
 
@@ -305,7 +308,7 @@ def _round_trips(error: BaseException) -> bool:
     return True
 
 
-def _described(error: BaseException) -> RemoteTaskError:
+def describe_error(error: BaseException) -> RemoteTaskError:
     """What can always travel of an exception: its type's name, message and notes (the traceback)."""
     described = RemoteTaskError(type(error).__name__, str(error), "\n".join(getattr(error, "__notes__", [])))
     for note in getattr(error, "__notes__", []):
@@ -374,6 +377,7 @@ def run_request(
     on_finished: Any = None
     where: dict[str, Any] = {}
     tctx: TaskExecutionContext | None = None
+    options: AttemptOptions | None = None
     try:
         host = default_host()
         # A timed attempt's child (``once``) runs inside an execution the parent already reports.
@@ -430,6 +434,8 @@ def run_request(
     except BaseException as exc:  # reported to the run, never lost
         exc.add_note(f"Traceback in the process that ran the task (pid {os.getpid()}):\n{traceback.format_exc()}")
         outcome.error = exc
+        if once and options is not None:  # decided here, where the exception is real (retry_on)
+            outcome.retryable = options.retryable(exc)
     if tctx is not None:
         outcome.attempts = attempts_made(request.task, tctx)
     if journal is not None:

@@ -105,6 +105,10 @@ class TaskWrapper(Executable):
     _cache: CacheSpec | None = None  # tasks unpickled from before caching existed have none
     attempts: AttemptOptions | None = None  # class default: pickles written before the option existed
     _retries_declared = False  # set when the task gave retries itself (see graflow.core.retry.with_default)
+    _wrapped = False
+    """True when an execution is more than one call (``_cache`` or ``attempts`` set): set once when
+    the task is built (or unpickled), so :func:`graflow.core.execution.execute` checks one attribute
+    for a plain task. Nothing changes ``_cache`` or ``attempts`` after that."""
 
     def __init__(
         self,
@@ -185,6 +189,7 @@ class TaskWrapper(Executable):
                 kwargs=self.kwargs,
                 defaults=[(p.name, p.default) for p in self._params if p.has_default and p.name not in self.kwargs],
             )
+        self._wrapped = self._cache is not None or self.attempts is not None
         self.__doc__ = getattr(func, "__doc__", None)
         self.__wrapped__ = func
         graph = ACTIVE_GRAPH.get()
@@ -380,6 +385,7 @@ class TaskWrapper(Executable):
         """The parameters travel with the function (inspecting a signature per delivery costs a worker
         ~12 µs a task); pickles written before they did are inspected here."""
         self.__dict__.update(state)
+        self._wrapped = self._cache is not None or self.attempts is not None  # pickles from before it existed
         attempts = state.get("attempts")
         if attempts is not None and attempts.timeout is not None:
             register_timed(self)
