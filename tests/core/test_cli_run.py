@@ -3,6 +3,7 @@ unit tests of the recorder for the hooks other features add (retries, cache hits
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -23,6 +24,7 @@ import pytest
 from graflow import TaskWrapper, WorkflowEngine, hookimpl, workflow
 from graflow.exceptions import TaskExecutionError, TaskTimeoutError
 from graflow.runner.errors import UsageError
+from graflow.runner.progress import LiveProgress
 from graflow.runner.recorder import RunRecorder
 from graflow.runner.report import REPORT_SCHEMA, build_report, read_report, write_report
 from graflow.runner.target import convert_params, parse_params
@@ -942,3 +944,25 @@ def test_graflow_log_level_sets_the_default_log_level(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "workflow_started" in proc.stderr, proc.stderr
     quiet = graflow("run", "flow.py:wf", "--log-level", "error", cwd=tmp_path, env={"GRAFLOW_LOG_LEVEL": "info"})
     assert quiet.returncode == 0 and "workflow_started" not in quiet.stderr
+
+
+def test_a_live_display_whose_terminal_went_away_stops_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
+    escaped: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    class Terminal(io.StringIO):
+        gone = False
+
+        def write(self, text: str) -> int:
+            if self.gone:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    terminal = Terminal()
+    display = LiveProgress(terminal, RunRecorder(["a"]), "unit")
+    display.start()
+    terminal.gone = True
+    assert display._thread is not None
+    display._thread.join(timeout=30)  # the render thread ends at its next draw instead of dying noisily
+    assert not display._thread.is_alive() and escaped == []
+    with pytest.raises(BrokenPipeError):  # what the CLI catches (then sends stdout to /dev/null)
+        display.stop()
