@@ -949,6 +949,7 @@ def test_graflow_log_level_sets_the_default_log_level(tmp_path: Path) -> None:
 def test_a_live_display_whose_terminal_went_away_stops_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
     escaped: list[Any] = []
     monkeypatch.setattr(threading, "excepthook", escaped.append)
+
     class Terminal(io.StringIO):
         gone = False
 
