@@ -3,8 +3,10 @@ unit tests of the recorder for the hooks other features add (retries, cache hits
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import pty
 import select
 import shutil
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,9 @@ from typing import Any
 import pytest
 
 from graflow import TaskWrapper, WorkflowEngine, hookimpl, workflow
-from graflow.exceptions import TaskExecutionError
+from graflow.exceptions import TaskExecutionError, TaskTimeoutError
 from graflow.runner.errors import UsageError
+from graflow.runner.progress import LiveProgress
 from graflow.runner.recorder import RunRecorder
 from graflow.runner.report import REPORT_SCHEMA, build_report, read_report, write_report
 from graflow.runner.target import convert_params, parse_params
@@ -393,6 +397,17 @@ def test_a_dotted_module_target_is_imported_from_the_current_directory(tmp_path:
     assert read_report(tmp_path / "r.json")["status"] == "succeeded"
 
 
+ODD_NAMES = """
+from graflow import TaskWrapper, workflow
+
+with workflow("handler") as handler:
+    TaskWrapper("a", int) >> TaskWrapper("b", int, handler="nah")
+
+with workflow("backend") as backend:
+    (TaskWrapper("c", int) | TaskWrapper("d", int)).set_group_name("g").with_execution("nope")
+"""
+
+
 @pytest.mark.parametrize(
     ("files", "args", "expected"),
     [
@@ -415,6 +430,14 @@ def test_a_dotted_module_target_is_imported_from_the_current_directory(tmp_path:
             "defines several workflows; name one as two.py:NAME. Found workflows: w1, w2",
         ),
         ({"flow.py": FLOW}, ["run", "flow.py:wf", "--resume", "nowhere/ckpt.pkl"], "--resume nowhere/ckpt.pkl"),
+        (
+            {"flow.py": FLOW},
+            ["run", "flow.py:wf", "--config", "max_retries=-1"],
+            "the run's configuration was refused: ValueError: ExecutionContext.create: max_retries must be >= 0",
+        ),
+        ({"flow.py": FLOW}, ["run", "flow.py:wf", "--config", "max_retries=-1"], "(given: max_retries=-1)"),
+        ({"odd.py": ODD_NAMES}, ["run", "odd.py:handler"], "task 'b': no handler named 'nah'; installed: direct"),
+        ({"odd.py": ODD_NAMES}, ["run", "odd.py:backend"], "group 'g': no coordination backend named 'nope'"),
     ],
 )
 def test_bad_input_exits_2_saying_what_to_fix(
@@ -425,6 +448,7 @@ def test_bad_input_exits_2_saying_what_to_fix(
     proc = graflow(*args, cwd=tmp_path, env={"GRAFLOW_LOAD_PLUGINS": ""})
     assert proc.returncode == 2, proc.stderr
     assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_an_import_error_exits_2_with_the_traceback(tmp_path: Path) -> None:
@@ -488,6 +512,20 @@ def test_resume_continues_from_a_checkpoint_a_task_wrote(tmp_path: Path) -> None
     }
     assert resumed["tasks"]["finish"]["status"] == "succeeded" and not resumed["tasks"]["finish"]["from_checkpoint"]
     assert resumed["session_id"] == report["session_id"]  # the same run, continued
+    assert "last checkpoint" not in second.stdout  # a finished run has nothing left to resume
+
+
+def test_resume_refuses_a_checkpoint_another_workflow_wrote(tmp_path: Path) -> None:
+    write(tmp_path, "resumable.py", CHECKPOINTED)
+    write(tmp_path, "flow.py", FLOW)
+    ckpt = str(tmp_path / "ckpt" / "c.pkl")
+    first = graflow("run", "resumable.py", cwd=tmp_path, env={"CKPT": ckpt, "FAIL_FINISH": "1"})
+    assert first.returncode == 1 and f"last checkpoint: {ckpt}" in first.stderr
+    second = graflow("run", "flow.py:wf", "--resume", ckpt, "--report", "r.json", cwd=tmp_path, env={"CKPT": ckpt})
+    assert second.returncode == 2, second.stderr
+    assert "the checkpoint was written by another workflow than 'flow.py:wf'" in second.stderr
+    assert "its tasks: finish, prepare" in second.stderr
+    assert not (tmp_path / "r.json").exists()
 
 
 # --- in-process: the recorder and the report -----------------------------------------------------------
@@ -535,7 +573,7 @@ def test_retries_and_cache_hits_reach_the_report_through_their_hooks() -> None:
     assert report["tasks"]["d"]["status"] == "cache_hit" and report["tasks"]["d"]["worker"] == "w-7"
     assert report["summary"]["cache_hit"] == 1
     assert (report["tasks"]["e"]["attempts"], report["tasks"]["e"]["retries"]) == (4, 3)
-    assert recorder.snapshot()[4] == 2  # retried, for the display (seen as they happened)
+    assert recorder.snapshot()[4] == 5  # retried, for the display: seen as they happened (2) or with an outcome (3)
 
 
 def test_a_recorder_registers_on_an_engine_whose_specs_lack_the_optional_hooks() -> None:
@@ -567,6 +605,21 @@ def test_task_hooks_receive_no_worker_id_for_tasks_run_in_this_process() -> None
     assert sorted(seen, key=str) == [("x", None), ("y", None), ("z", None, "failed")]
 
 
+def test_the_report_is_strict_json_with_nan_and_infinity_as_strings(tmp_path: Path) -> None:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in the report: not JSON")
+
+    write(tmp_path, "flow.py", FLOW)
+    proc = graflow("run", "flow.py:build", "-p", "n=1", "-p", "label=NaN", "--report", "r.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse)
+    assert report["params"] == {"n": 1, "label": "NaN"}
+    write_report(tmp_path / "x.json", {"schema": 1, "values": [float("inf"), -float("inf"), {"v": float("nan")}]})
+    assert json.loads((tmp_path / "x.json").read_text(), parse_constant=refuse)["values"] == [
+        "Infinity", "-Infinity", {"v": "NaN"},
+    ]  # fmt: skip
+
+
 def test_the_report_is_replaced_atomically(tmp_path: Path) -> None:
     target = tmp_path / "run.json"
     target.write_text("old")
@@ -576,6 +629,23 @@ def test_the_report_is_replaced_atomically(tmp_path: Path) -> None:
     target.write_text(json.dumps({"schema": 99}))
     with pytest.raises(ValueError, match="not a graflow run report of schema 1"):
         read_report(target)
+
+
+def test_optional_annotations_type_params_and_each_annotation_resolves_on_its_own() -> None:
+    def factory(
+        region: str | None = None,
+        dry: bool | None = None,
+        n: int | None = 5,
+        weird: NoSuchType = None,  # type: ignore[name-defined]  # noqa: F821 - does not resolve
+        count: int = 0,
+    ) -> None: ...
+
+    raw = {"region": "1", "dry": "no", "n": "null", "weird": "[1]", "count": "3"}
+    converted = convert_params(factory, "factory", raw)
+    assert converted == {"region": "1", "dry": False, "n": None, "weird": [1], "count": 3}
+    assert convert_params(factory, "factory", {"n": "7", "region": "null"}) == {"n": 7, "region": "null"}
+    with pytest.raises(UsageError, match="declares dry: bool, and 'maybe' is not one"):
+        convert_params(factory, "factory", {"dry": "maybe"})
 
 
 def test_param_parsing_rules() -> None:
@@ -589,3 +659,311 @@ def test_param_parsing_rules() -> None:
         factory, "factory", {"n": "3", "ratio": "0.5", "name": "007", "path": "/tmp/x", "data": '{"k": 1}', "z": "true"}
     )
     assert converted == {"n": 3, "ratio": 0.5, "name": "007", "path": Path("/tmp/x"), "data": {"k": 1}, "z": True}
+
+
+# --- a closed stdout, an unwritable report, members run elsewhere, group timeouts, odd files ---------
+
+LONG = """
+from graflow import TaskWrapper, workflow
+
+
+def one():
+    return 1
+
+
+with workflow("long") as wf:
+    previous = None
+    for i in range(2000):
+        current = TaskWrapper(f"t{i}", one)
+        if previous is not None:
+            previous >> current
+        previous = current
+"""
+
+
+def test_a_closed_stdout_does_not_change_the_runs_outcome(tmp_path: Path) -> None:
+    """`graflow run flow.py | head -1`: the display loses its reader; the run must not fail for it."""
+    write(tmp_path, "long.py", LONG)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graflow.cli", "run", "long.py", "--report", "r.json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("[")
+    proc.stdout.close()  # the reader went away; 2000 tasks write far more than a pipe buffers
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "BrokenPipeError" not in err and "Traceback" not in err
+    report = read_report(tmp_path / "r.json")
+    assert (report["status"], report["summary"]["succeeded"]) == ("succeeded", 2000)
+
+
+def test_a_display_that_cannot_write_is_switched_off_and_the_run_goes_on() -> None:
+    class ClosedPipe:
+        calls = 0
+
+        def on_event(self, kind: str, record: Any, detail: dict[str, Any]) -> None:
+            self.calls += 1
+            raise BrokenPipeError(32, "Broken pipe")
+
+    listener = ClosedPipe()
+    with workflow("unit") as wf:
+        TaskWrapper("a", lambda: 1) >> TaskWrapper("b", lambda: 2)
+    recorder = RunRecorder(["a", "b"], listener)
+    wf.execute(engine=WorkflowEngine(plugins=[recorder]))
+    assert listener.calls == 1  # never called again after it failed
+    assert isinstance(recorder.display_error, BrokenPipeError)
+    assert recorder.snapshot()[:2] == (2, 2)
+
+
+MARKED = """
+import os
+from pathlib import Path
+from graflow import TaskWrapper, workflow
+
+
+def mark():
+    Path("ran.txt").write_text("yes")
+    spoil = os.environ.get("SPOIL_REPORT_DIR")
+    if spoil:  # the report's folder turns into a file while the run goes on
+        Path(spoil, "keep").unlink()
+        Path(spoil).rmdir()
+        Path(spoil).write_text("not a folder any more")
+    return 1
+
+
+with workflow("marked") as wf:
+    TaskWrapper("mark", mark)
+"""
+
+
+def test_an_unwritable_report_path_is_bad_input_found_before_any_task_runs(tmp_path: Path) -> None:
+    write(tmp_path, "marked.py", MARKED)
+    (tmp_path / "adir").mkdir()
+    proc = graflow("run", "marked.py", "--report", "adir", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "--report adir: is a directory; give a file name" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "afile").write_text("")
+    proc = graflow("run", "marked.py", "--report", "afile/r.json", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "--report afile/r.json: cannot write there (FileExistsError" in proc.stderr
+    assert not (tmp_path / "ran.txt").exists()
+
+
+def test_a_report_that_cannot_be_written_after_the_run_is_a_warning_not_the_outcome(tmp_path: Path) -> None:
+    write(tmp_path, "marked.py", MARKED)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep").write_text("")
+    proc = graflow("run", "marked.py", "--report", "out/r.json", cwd=tmp_path, env={"SPOIL_REPORT_DIR": "out"})
+    assert proc.returncode == 0, proc.stderr
+    assert "graflow run: warning: the report could not be written to out/r.json" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "run succeeded" in proc.stdout and "report:" not in proc.stdout
+
+
+def test_members_of_a_backend_that_runs_them_elsewhere_count_as_running_from_submission() -> None:
+    recorder = RunRecorder(["a", "b", "c"])
+    recorder.graflow_group_started(group_id="g", cycle=1, members=["a", "b"], backend="multiprocessing")
+    recorder.graflow_group_started(group_id="h", cycle=1, members=["c"], backend="threading")  # reports its own
+    assert recorder.snapshot() == (0, 3, 2, 0, 0, ["a", "b"])
+    recorder.graflow_task_succeeded(task_id="a", cycle=1, duration_s=0.1, worker_id="pool-1", attempts=3)
+    assert recorder.snapshot() == (1, 3, 1, 0, 2, ["b"])  # a's two retries reached the display too
+    report = report_of(recorder, None, KeyboardInterrupt(), "interrupted")
+    tasks = report["tasks"]
+    assert (tasks["a"]["status"], tasks["a"]["attempts"], tasks["a"]["retries"]) == ("succeeded", 3, 2)
+    assert tasks["b"]["status"] == "interrupted" and tasks["b"]["started_at"] is not None
+    assert tasks["c"]["status"] == "not_run" and tasks["c"]["started_at"] is None
+
+
+POOL_RETRY = """
+import os
+import time
+from pathlib import Path
+from graflow import TaskWrapper, workflow
+
+
+def flaky():
+    counter = Path(os.environ["COUNTER"])
+    seen = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(seen + 1))
+    if seen < 2:
+        raise OSError(f"flaky {seen}")
+    return "ok"
+
+
+def quick():
+    return 1
+
+
+def sleeper():
+    time.sleep(120)
+
+
+with workflow("pool_retry") as retrying:
+    (TaskWrapper("flaky", flaky, retries=2, retry_delay=0.01, jitter=False) | TaskWrapper("quick", quick)
+     ).with_execution("multiprocessing", max_workers=2)
+
+with workflow("pool_sleep") as sleeping:
+    (TaskWrapper("sleeper", sleeper) | TaskWrapper("quick", quick)).with_execution("multiprocessing", max_workers=2)
+"""
+
+
+@pytest.mark.slow
+def test_process_pool_members_are_recorded_as_started_with_their_retries(tmp_path: Path) -> None:
+    write(tmp_path, "poolretry.py", POOL_RETRY)
+    env = {"COUNTER": str(tmp_path / "count")}
+    proc = graflow("run", "poolretry.py:retrying", "--report", "r.json", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    flaky = read_report(tmp_path / "r.json")["tasks"]["flaky"]
+    assert (flaky["status"], flaky["attempts"], flaky["retries"]) == ("succeeded", 3, 2)
+    assert flaky["started_at"] is not None and flaky["worker"].startswith("pool-")
+    assert "run finished (2/2 done, 0 failed, 2 retried)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_reports_a_running_process_pool_member_interrupted(tmp_path: Path) -> None:
+    write(tmp_path, "poolretry.py", POOL_RETRY)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graflow.cli", "run", "poolretry.py:sleeping", "--report", "r.json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the quick member came back: the sleeper is running in the pool
+        if "succeeded      quick" in line:
+            break
+    else:
+        raise AssertionError(f"quick never finished: {proc.stderr.read() if proc.stderr else ''}")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    sleeper = read_report(tmp_path / "r.json")["tasks"]["sleeper"]
+    assert sleeper["status"] == "interrupted" and sleeper["started_at"] is not None
+
+
+GROUP_TIMEOUT = """
+import threading
+from graflow import TaskWrapper, workflow
+
+released = threading.Event()
+
+
+def stuck():
+    released.wait(60)  # a member the group's timeout gives up on
+    return 1
+
+
+with workflow("gto") as wf:
+    (TaskWrapper("stuck", stuck) | TaskWrapper("fast", int)).set_group_name("G").with_execution("threading")
+"""
+
+
+def test_a_group_timeout_fails_the_group_and_its_unfinished_members(tmp_path: Path) -> None:
+    write(tmp_path, "gto.py", GROUP_TIMEOUT)
+    proc = graflow("run", "gto.py", "--config", "group_timeout=0.3", "--report", "r.json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    report = read_report(tmp_path / "r.json")
+    assert report["status"] == "failed"
+    assert report["error"]["type"] == "graflow.exceptions.TaskTimeoutError" and report["error"]["task_id"] == "G"
+    assert report["graph"]["groups"]["G"]["status"] == "failed"
+    stuck = report["tasks"]["stuck"]
+    assert stuck["status"] == "failed" and "timed out after 0.3s" in stuck["error"]["message"]
+    assert report["tasks"]["fast"]["status"] == "succeeded"
+    assert "run failed: TaskTimeoutError: parallel group 'G' timed out" in proc.stderr
+
+
+def test_a_group_timeout_error_names_the_group_and_its_unfinished_members_after_pickling() -> None:
+    released = threading.Event()
+    with workflow("unit") as wf:
+        (TaskWrapper("stuck", lambda: released.wait(60)) | TaskWrapper("fast", int)).set_group_name("G")
+    try:
+        with pytest.raises(TaskTimeoutError) as caught:
+            wf.execute(config={"group_timeout": 0.2})
+    finally:
+        released.set()
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (copy.group_id, copy.unfinished, copy.timeout_s) == ("G", ["stuck"], 0.2)
+    assert str(copy) == str(caught.value)
+
+
+def test_a_file_beside_a_package_of_its_name_runs_the_file(tmp_path: Path) -> None:
+    (tmp_path / "etl").mkdir()
+    (tmp_path / "etl" / "__init__.py").write_text("raise ImportError('the package was imported, not etl.py')\n")
+    write(tmp_path, "etl.py", FLOW)
+    proc = graflow("run", "etl.py:wf", "--report", "r.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert read_report(tmp_path / "r.json")["workflow"] == "demo"
+
+
+HYPHENATED = """
+import os
+from graflow import task, workflow
+
+
+class Box:  # a class of this file travels by value too
+    def __init__(self, value):
+        self.value = value
+
+
+with workflow("hyphen") as wf:
+    @task
+    def left():
+        return Box(os.getpid())
+
+    @task
+    def right():
+        return 2
+
+    @task
+    def check(left, right):
+        assert left.value != os.getpid(), "left ran in this process"
+        return left.value + right
+
+    (left | right).set_group_name("g").with_execution("multiprocessing", max_workers=2) >> check
+"""
+
+
+@pytest.mark.slow
+def test_a_file_whose_name_is_not_a_module_name_runs_its_tasks_in_a_process_pool(tmp_path: Path) -> None:
+    write(tmp_path, "my-flow.py", HYPHENATED)
+    proc = graflow("run", "my-flow.py", "--report", "r.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    tasks = read_report(tmp_path / "r.json")["tasks"]
+    assert {t: v["status"] for t, v in tasks.items()} == dict.fromkeys(["left", "right", "check"], "succeeded")
+    assert tasks["left"]["worker"].startswith("pool-")
+
+
+def test_graflow_log_level_sets_the_default_log_level(tmp_path: Path) -> None:
+    write(tmp_path, "flow.py", FLOW)
+    proc = graflow("run", "flow.py:wf", cwd=tmp_path, env={"GRAFLOW_LOG_LEVEL": "INFO"})
+    assert proc.returncode == 0 and "workflow_started" in proc.stderr, proc.stderr
+    quiet = graflow("run", "flow.py:wf", "--log-level", "error", cwd=tmp_path, env={"GRAFLOW_LOG_LEVEL": "info"})
+    assert quiet.returncode == 0 and "workflow_started" not in quiet.stderr
+
+
+def test_a_live_display_whose_terminal_went_away_stops_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
+    escaped: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+
+    class Terminal(io.StringIO):
+        gone = False
+
+        def write(self, text: str) -> int:
+            if self.gone:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    terminal = Terminal()
+    display = LiveProgress(terminal, RunRecorder(["a"]), "unit")
+    display.start()
+    terminal.gone = True
+    assert display._thread is not None
+    display._thread.join(timeout=30)  # the render thread ends at its next draw instead of dying noisily
+    assert not display._thread.is_alive() and escaped == []
+    with pytest.raises(BrokenPipeError):  # what the CLI catches (then sends stdout to /dev/null)
+        display.stop()

@@ -188,6 +188,21 @@ def test_show_renders_png_with_graphviz(tmp_path: Path) -> None:
     assert default.returncode == 0 and (tmp_path / "shown.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_default_png_name_is_a_safe_file_name_from_the_workflow_name(tmp_path: Path) -> None:
+    dot_program()
+    (tmp_path / "flow.py").write_text(
+        "from graflow import TaskWrapper, workflow\n"
+        "with workflow('etl/v2') as wf:\n    TaskWrapper('a', lambda: 1)\n"
+        "with workflow('../up') as up:\n    TaskWrapper('b', lambda: 1)\n"
+    )
+    proc = show("flow.py:wf", "--format", "png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "etl_v2.png").read_bytes()[:4] == b"\x89PNG" and proc.stdout == "wrote etl_v2.png\n"
+    proc = show("flow.py:up", "--format", "png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "up.png").exists() and not (tmp_path.parent / "up.png").exists()
+
+
 def test_show_png_without_graphviz_says_how_to_install_it(tmp_path: Path) -> None:
     (tmp_path / "flow.py").write_text(FLOW)
     empty = tmp_path / "bin"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -49,7 +50,7 @@ def build(out: str, fleet: bool = False) -> Workflow:
 """
 
 
-def run_cli(tmp_path: Path, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(tmp_path: Path, redis_url: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "GRAFLOW_SECRET_KEY"}
     env["REDIS_URL"] = redis_url
     return subprocess.run(
@@ -58,8 +59,16 @@ def run_cli(tmp_path: Path, redis_url: str, *args: str) -> subprocess.CompletedP
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def test_queue_backend_redis_keeps_the_runs_queue_on_redis(tmp_path: Path, redis_url: str) -> None:
@@ -98,5 +107,23 @@ def test_members_run_by_a_worker_are_reported_with_its_id(
     assert tasks["left"]["worker"] and tasks["left"]["worker"].startswith("cli-worker-1")
     assert tasks["right"]["worker"].startswith("cli-worker-1")
     assert tasks["probe"]["worker"] is None  # ran in the submitting process
+    assert tasks["left"]["started_at"] is not None and tasks["right"]["started_at"] is not None  # submitted
     fleet = report["graph"]["groups"]["fleet"]
     assert fleet == {"members": ["left", "right"], "backend": "redis", "status": "succeeded"}
+
+
+@pytest.mark.parametrize("where", ["queue", "group"])
+def test_an_unreachable_redis_is_bad_input_before_the_run(tmp_path: Path, redis_url: str, where: str) -> None:
+    """Without the check the run's backends would wait reconnect_timeout (300 s) for a server that
+    is not there; the subprocess timeout below is far shorter."""
+    (tmp_path / "redisflow.py").write_text(textwrap.dedent(FLOW))
+    dead = f"redis://127.0.0.1:{closed_port()}/0"
+    args = ["-p", "fleet=true"] if where == "group" else ["--queue-backend", "redis"]
+    proc = run_cli(
+        tmp_path, redis_url, "redisflow.py:build", "-p", f"out={tmp_path / 'q.txt'}", *args,
+        "--config", f"redis_url={dead}", "--report", "r.json", timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"Redis at {dead} does not answer" in proc.stderr and "--config redis_url=" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "q.txt").exists() and not (tmp_path / "r.json").exists()  # nothing ran

@@ -96,14 +96,45 @@ def _run(args: argparse.Namespace) -> int:
     )
     prepared.recorder.listener = display
     _LOG_SINK.target = display.log_file
-    display.start()
+    try:
+        display.start()
+    except (OSError, ValueError):  # stdout already closed: the run goes on without a display
+        _stdout_gone()
     try:
         result = prepared.execute()
     finally:
-        display.stop()
         _LOG_SINK.target = None
-    _summary(result, prepared.recorder.snapshot()[:2], sys.stdout if result.error is None else sys.stderr)
+        if prepared.recorder.display_error is None:
+            try:
+                display.stop()
+            except (OSError, ValueError):
+                _stdout_gone()
+        else:
+            _stdout_gone()
+    if result.report_error is not None:
+        print(
+            f"graflow run: warning: the report could not be written to {prepared.options.report}: "
+            f"{result.report_error}",
+            file=sys.stderr,
+        )
+    try:
+        _summary(result, prepared.recorder.snapshot()[:2], sys.stdout if result.error is None else sys.stderr)
+    except BrokenPipeError:  # `graflow run ... | head`: the reader left; the exit status still tells
+        _stdout_gone()
     return result.exit_code
+
+
+def _stdout_gone() -> None:
+    """The reader of stdout went away (a closed pipe): send what is left to /dev/null, so that
+    neither later prints nor the interpreter's final flush fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives until exit
 
 
 def _summary(result: Any, counts: tuple[int, int], out: TextIO) -> None:
@@ -127,7 +158,7 @@ def _summary(result: Any, counts: tuple[int, int], out: TextIO) -> None:
         f"in {report['duration_s']:.2f}s",
         file=out,
     )
-    if report.get("last_checkpoint"):
+    if report.get("last_checkpoint") and result.status != "succeeded":  # a finished run has nothing to resume
         print(f"  last checkpoint: {report['last_checkpoint']} (continue with --resume)", file=out)
     if result.report_path:
         print(f"  report: {result.report_path}", file=out)
@@ -163,7 +194,7 @@ def _show(args: argparse.Namespace) -> int:
         print(f"graflow show: {exc}", file=sys.stderr)
         return 2
     if args.format == "png":
-        output = args.output or f"{name}.png"
+        output = args.output or f"{_file_name(name)}.png"
         try:
             viz.render_png(viz.to_dot(picture), output)
         except viz.GraphvizMissingError as exc:
@@ -182,6 +213,25 @@ def _show(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _file_name(name: str) -> str:
+    """A workflow name as a file name in the current directory (``etl/v2`` -> ``etl_v2``)."""
+    import re
+
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "workflow"
+
+
+_LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+def _default_log_level() -> str:
+    """``GRAFLOW_LOG_LEVEL`` when it names a level ``--log-level`` accepts, else ``warning``."""
+    import os
+
+    level = os.environ.get("GRAFLOW_LOG_LEVEL", "").strip().lower()
+    return level if level in _LOG_LEVELS else "warning"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-steps", type=int, metavar="N", help="stop a run that executes more than N tasks")
     run.add_argument(
         "--log-level",
-        default="warning",
-        choices=["debug", "info", "warning", "error"],
-        help="structlog events shown on stderr (default: warning)",
+        default=_default_log_level(),
+        choices=_LOG_LEVELS,
+        help="structlog events shown on stderr (default: GRAFLOW_LOG_LEVEL, else warning)",
     )
     run.add_argument("--plain", action="store_true", help="one line per event even on a terminal")
     run.set_defaults(func=_run)

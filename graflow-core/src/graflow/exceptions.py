@@ -203,7 +203,11 @@ class ParallelGroupError(ExecutionError):
 
 
 class TaskTimeoutError(ExecutionError, TimeoutError):
-    """A task (or a group) ran longer than its configured timeout."""
+    """A task (or a group) ran longer than its configured timeout.
+
+    A task's timeout sets ``task_id``, ``timeout_s`` and ``attempt``; a group's (config
+    ``group_timeout``) sets ``group_id``, ``timeout_s`` and ``unfinished`` (the member ids it stopped).
+    """
 
 
 class TimeoutNotSupportedError(GraflowError, ValueError):

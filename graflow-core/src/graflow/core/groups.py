@@ -122,10 +122,17 @@ class GroupRunning:
             while expected:
                 wait = None if deadline is None else deadline - time.monotonic()
                 if wait is not None and wait <= 0:  # checked before each collect: DIRECT runs a member in it
-                    raise TaskTimeoutError(
+                    unfinished = sorted({t for t, _ in expected})
+                    timeout_error = TaskTimeoutError(
                         f"parallel group {group.task_id!r} timed out after {timeout}s with "
-                        f"{len(expected)} member runs unfinished: {sorted(t for t, _ in expected)[:10]}"
+                        f"{len(expected)} member runs unfinished: {unfinished[:10]}"
                     )
+                    # Data, not only the message: reports mark these members failed (the group's timeout
+                    # stopped them), not interrupted. Attributes survive pickling (GraflowError.__reduce__).
+                    timeout_error.group_id = group.task_id  # type: ignore[attr-defined]
+                    timeout_error.unfinished = unfinished  # type: ignore[attr-defined]
+                    timeout_error.timeout_s = timeout  # type: ignore[attr-defined]
+                    raise timeout_error
                 outcomes = coordinator.collect(wait)
                 if not outcomes:
                     continue

@@ -396,13 +396,23 @@ class TaskWrapper(Executable):
 def find_by_name(module: str | None, qualname: str) -> Any:
     """What ``module.qualname`` names in this process now (None if nothing, or a script's
     ``__main__`` or a local name, which another process cannot find): how a pickle by reference
-    finds an object again."""
+    finds an object again. None too for a module registered with
+    ``cloudpickle.register_pickle_by_value`` (``graflow run my-flow.py``): its code travels by value."""
     if not module or module == "__main__" or "<" in qualname:
+        return None
+    if _by_value(module):
         return None
     target: Any = sys.modules.get(module)
     for part in qualname.split("."):
         target = getattr(target, part, None)
     return target
+
+
+def _by_value(module: str) -> bool:
+    import cloudpickle
+
+    registered = cloudpickle.list_registry_pickle_by_value()
+    return bool(registered) and any(module == name or module.startswith(name + ".") for name in registered)
 
 
 def _import_task(module: str, qualname: str) -> TaskWrapper:

@@ -151,7 +151,10 @@ class LiveProgress:
     def _render_loop(self) -> None:
         while not self._stop.wait(REFRESH_S):
             with self._lock:
-                self._draw_locked()
+                try:
+                    self._draw_locked()
+                except (OSError, ValueError):  # the terminal went away: stop drawing, the run goes on
+                    return
 
     def status_line(self) -> str:
         done, total, running, failed, retried, running_ids = self.recorder.snapshot()

@@ -3,6 +3,10 @@
 It keeps one :class:`TaskRecord` per task (what the run report lists) and running counts (what the
 progress display shows), and tells a listener about each event. Hooks run in the thread that ran
 the task (a group's member threads too), so every update holds one lock.
+
+The listener only displays: when it fails to write (``graflow run | head -2`` closed the pipe: an
+``OSError`` or ``ValueError``), the recorder switches it off and the run goes on, because an
+exception from a lifecycle hook would end the run.
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ class _NoListener:
         return None
 
 
+# Coordination backends whose members run in this process and report their own start
+# (graflow_task_started); members of any other backend are marked running when the group submits them.
+IN_PROCESS_BACKENDS = frozenset({"direct", "threading"})
+
+
 class RunRecorder:
     """A plugin object: ``WorkflowEngine(plugins=[recorder])``."""
 
@@ -86,6 +95,7 @@ class RunRecorder:
         self.done: set[str] = set()
         self.failed: set[str] = set()
         self.retried = 0
+        self.display_error: BaseException | None = None  # why the listener was switched off
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -119,7 +129,16 @@ class RunRecorder:
         """Retries of a member run elsewhere are not seen as they happen: its outcome's count says them."""
         if attempts > record.attempts:
             record.retries += attempts - record.attempts
+            self.retried += attempts - record.attempts
             record.attempts = attempts
+
+    def _notify(self, kind: str, record: TaskRecord | None, detail: dict[str, Any]) -> None:
+        """Tell the listener; a listener that cannot write any more is switched off, not fatal."""
+        try:
+            self.listener.on_event(kind, record, detail)
+        except (OSError, ValueError) as exc:  # a closed pipe or stream: the run must not fail for it
+            self.listener = _NoListener()
+            self.display_error = exc
 
     def snapshot(self) -> tuple[int, int, int, int, int, list[str]]:
         """``(done, total, running, failed, retried, running task ids)`` for the display."""
@@ -143,7 +162,7 @@ class RunRecorder:
                 self.session_id = session_id
                 self.started_at = time.time()
                 self.started_mono = time.monotonic()
-        self.listener.on_event("run_started", None, {"session_id": session_id, "start_tasks": start_tasks})
+        self._notify("run_started", None, {"session_id": session_id, "start_tasks": start_tasks})
 
     @hookimpl
     def graflow_run_finished(self, run_id: str, duration_s: float, steps: int, error: BaseException | None) -> None:
@@ -151,7 +170,24 @@ class RunRecorder:
             self.finished_at = time.time()
             self.steps = steps
             self.run_error = error
-        self.listener.on_event("run_finished", None, {"duration_s": duration_s, "steps": steps, "error": error})
+        self._notify("run_finished", None, {"duration_s": duration_s, "steps": steps, "error": error})
+
+    @hookimpl
+    def graflow_group_started(self, group_id: str, cycle: int, members: list[str], backend: str) -> None:
+        """Members of a backend that runs them elsewhere (a process pool, Redis workers) report no
+        start here: they count as running from their submission (so Ctrl-C reports them interrupted)."""
+        if backend in IN_PROCESS_BACKENDS:
+            return
+        now, mono = time.time(), time.monotonic()
+        with self.lock:
+            for task_id in members:
+                record = self.record_for(task_id)
+                record.status = RUNNING
+                if record.started_at is None:
+                    record.started_at = now
+                self.running[task_id] = mono
+                self.done.discard(task_id)
+                self.failed.discard(task_id)
 
     @hookimpl
     def graflow_task_started(self, task_id: str, cycle: int) -> None:
@@ -164,7 +200,7 @@ class RunRecorder:
             self.running[task_id] = time.monotonic()
             self.done.discard(task_id)
             self.failed.discard(task_id)
-        self.listener.on_event("task_started", record, {"cycle": cycle})
+        self._notify("task_started", record, {"cycle": cycle})
 
     @hookimpl
     def graflow_task_succeeded(
@@ -184,7 +220,7 @@ class RunRecorder:
             self.running.pop(task_id, None)
             self.failed.discard(task_id)
             self.done.add(task_id)
-        self.listener.on_event("task_succeeded", record, {"cycle": cycle, "duration_s": duration_s})
+        self._notify("task_succeeded", record, {"cycle": cycle, "duration_s": duration_s})
 
     @hookimpl
     def graflow_task_failed(
@@ -204,7 +240,7 @@ class RunRecorder:
             self.running.pop(task_id, None)
             self.done.discard(task_id)
             self.failed.add(task_id)
-        self.listener.on_event("task_failed", record, {"cycle": cycle, "error": error})
+        self._notify("task_failed", record, {"cycle": cycle, "error": error})
 
     @hookimpl
     def graflow_task_retrying(
@@ -216,9 +252,7 @@ class RunRecorder:
             record.attempts += 1
             record.retries += 1
             self.retried += 1
-        self.listener.on_event(
-            "task_retrying", record, {"cycle": cycle, "attempt": attempt, "delay_s": delay_s, "error": error}
-        )
+        self._notify("task_retrying", record, {"cycle": cycle, "attempt": attempt, "delay_s": delay_s, "error": error})
 
     @hookimpl
     def graflow_task_cache_hit(self, task_id: str, cycle: int, key: str) -> None:
@@ -233,4 +267,4 @@ class RunRecorder:
             self.running.pop(task_id, None)
             self.failed.discard(task_id)
             self.done.add(task_id)
-        self.listener.on_event("task_cache_hit", record, {"cycle": cycle, "key": key})
+        self._notify("task_cache_hit", record, {"cycle": cycle, "key": key})

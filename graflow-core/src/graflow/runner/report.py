@@ -3,12 +3,15 @@
 The layout is versioned by ``"schema"`` (now 1) and documented in graflow-core/README.md ("graflow
 run"); a reader checks the number before anything else. ``graflow show --report`` draws from it.
 The file is replaced atomically (temporary file, then ``os.replace``), so a reader never sees half
-a report, even when the run was interrupted while writing.
+a report, even when the run was interrupted while writing. It is strict JSON: a float that JSON
+cannot hold (NaN, infinity, e.g. from ``-p x=NaN``) is written as the string ``"NaN"``,
+``"Infinity"`` or ``"-Infinity"``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from graflow.core.graph import TaskGraph
 from graflow.core.task import ParallelGroup, TaskWrapper
-from graflow.exceptions import ParallelGroupError
+from graflow.exceptions import ParallelGroupError, TaskTimeoutError
 from graflow.runner.recorder import (
     FAILED,
     INTERRUPTED,
@@ -93,6 +96,13 @@ def build_report(
             if record.status != FAILED:
                 record.status = FAILED
                 record.error = error_info(member_error)
+    timed_out = _group_timeout(error)
+    if timed_out is not None:  # members the group's timeout stopped failed; they were not interrupted
+        for task_id in getattr(error, "unfinished", None) or ():
+            record = recorder.record_for(task_id)
+            if record.status in (RUNNING, NOT_RUN):
+                record.status = FAILED
+                record.error = error_info(error) if error is not None else None
     tasks: dict[str, Any] = {}
     counts = dict.fromkeys(TASK_STATUSES, 0)
     for task_id, record in recorder.tasks.items():
@@ -157,7 +167,7 @@ def _group_status(
 ) -> str:
     if context is not None and group_id in context.completed:
         return "succeeded"
-    if isinstance(error, ParallelGroupError) and error.group_id == group_id:
+    if (isinstance(error, ParallelGroupError) and error.group_id == group_id) or _group_timeout(error) == group_id:
         return "failed"
     member_statuses = {tasks[m]["status"] for m in members if m in tasks}
     if INTERRUPTED in member_statuses:
@@ -169,6 +179,28 @@ def _group_status(
     return SKIPPED if run_status == "succeeded" else NOT_RUN
 
 
+def _group_timeout(error: BaseException | None) -> str | None:
+    """The id of the group whose ``group_timeout`` ended the run, if that is what ``error`` is."""
+    if isinstance(error, TaskTimeoutError):
+        group_id = getattr(error, "group_id", None)
+        return group_id if isinstance(group_id, str) else None
+    return None
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by its name as a string (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE[repr(value)]
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def write_report(path: str | os.PathLike[str], report: Mapping[str, Any]) -> Path:
     """Write ``report`` as JSON to ``path`` atomically; returns the path written."""
     target = Path(path)
@@ -176,7 +208,7 @@ def write_report(path: str | os.PathLike[str], report: Mapping[str, Any]) -> Pat
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2, default=repr)
+            json.dump(strict_json(report), handle, indent=2, default=repr, allow_nan=False)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())

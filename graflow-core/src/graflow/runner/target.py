@@ -10,11 +10,19 @@ Workflow is used.
 
 A file is imported under its stem with its directory first on ``sys.path`` (as ``python file.py``
 would see its neighbours), so tasks defined at its top level are pickled by reference: a resumed
-run, a process pool or a worker with that directory on its path finds the same code.
+run, a process pool or a worker with that directory on its path finds the same code. A file that
+``import`` cannot reach by its stem (``my-flow.py``, or ``etl.py`` beside an ``etl/`` package, which
+``import etl`` would find first) is loaded under a private module name and its functions and classes
+are pickled by value (cloudpickle), so other processes need not import it.
+
+``--param`` typing unwraps ``Optional[X]`` / ``X | None`` (the value ``null`` or ``none`` then gives
+``None`` unless ``X`` is ``str``); each annotation is resolved on its own, so one that does not
+resolve leaves only that parameter untyped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -22,6 +30,7 @@ import json
 import os
 import sys
 import traceback
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -101,31 +110,71 @@ def _import_file(path: Path) -> ModuleType:
     name = resolved.stem
     existing = sys.modules.get(name)
     if existing is not None:
-        if Path(getattr(existing, "__file__", "") or "").resolve() == resolved:
+        if _file_of(existing) == resolved:
             return existing
-        raise UsageError(
-            f"{str(path)!r} would be imported as module {name!r}, but a module of that name is already "
-            f"loaded from {getattr(existing, '__file__', None) or '(built in)'}; rename the file"
-        )
-    folder = str(resolved.parent)
-    try:
         if name.isidentifier():
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
-            return importlib.import_module(name)
-        # Not importable by name (e.g. my-flow.py): load it anyway; its tasks then travel by value.
-        spec = importlib.util.spec_from_file_location(name, resolved)
-        if spec is None or spec.loader is None:
-            raise UsageError(f"cannot load {str(path)!r} as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    except UsageError:
-        raise
+            raise UsageError(
+                f"{str(path)!r} would be imported as module {name!r}, but a module of that name is already "
+                f"loaded from {getattr(existing, '__file__', None) or '(built in)'}; rename the file"
+            )
+    folder = str(resolved.parent)
+    if not name.isidentifier():
+        return _load_by_path(path, resolved)  # my-flow.py: no import statement can name it
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception:  # a broken package of that name: what the import would hit too
+        spec = None
+    if spec is None or spec.origin is None or Path(spec.origin).resolve() != resolved:
+        # `import etl` finds something else first (etl/ beside etl.py, an installed module).
+        return _load_by_path(path, resolved)
+    try:
+        module = importlib.import_module(name)
     except Exception as exc:
         sys.modules.pop(name, None)
         raise _import_failed(str(path), exc) from exc
+    if _file_of(module) != resolved:
+        raise UsageError(
+            f"{str(path)!r}: `import {name}` loaded {getattr(module, '__file__', None) or '(built in)'} instead "
+            f"of this file; rename the file"
+        )
+    return module
+
+
+def _file_of(module: ModuleType) -> Path | None:
+    file = getattr(module, "__file__", None)
+    return Path(file).resolve() if file else None
+
+
+def _load_by_path(path: Path, resolved: Path) -> ModuleType:
+    """Load a file that ``import`` cannot reach by its name (``my-flow.py``; ``etl.py`` beside an
+    ``etl/`` package) under a private module name, and have its functions and classes pickled by
+    value: another process (a process pool, a worker, a resumed run) cannot import it by name."""
+    import cloudpickle
+
+    stem = "".join(c if c.isalnum() or c == "_" else "_" for c in resolved.stem)
+    digest = hashlib.sha1(str(resolved).encode(), usedforsecurity=False).hexdigest()[:8]
+    name = f"_graflow_file_{stem}_{digest}"
+    existing = sys.modules.get(name)
+    if existing is not None:
+        return existing
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot load {str(path)!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    cloudpickle.register_pickle_by_value(module)
+    folder = str(resolved.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # its neighbours import as they would under `python file.py`
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        cloudpickle.unregister_pickle_by_value(module)
+        sys.modules.pop(name, None)
+        raise _import_failed(str(path), exc) from exc
+    return module
 
 
 def _import_failed(where: str, exc: BaseException) -> UsageError:
@@ -216,10 +265,6 @@ def convert_params(factory: Callable[..., Any], name: str, raw: Mapping[str, str
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
         return {key: json_or_str(value) for key, value in raw.items()}
-    try:
-        hints = typing.get_type_hints(factory)
-    except Exception:  # an annotation that does not resolve: fall back to JSON for every value
-        hints = {}
     accepted = {
         p.name: p
         for p in signature.parameters.values()
@@ -231,7 +276,8 @@ def convert_params(factory: Callable[..., Any], name: str, raw: Mapping[str, str
     for key, value in raw.items():
         if key not in accepted and not var_kw:
             raise UsageError(f"factory {name}() has no parameter {key!r}; its parameters: {listing}")
-        out[key] = _convert(value, hints.get(key), key, name)
+        annotation = _annotation(factory, accepted[key]) if key in accepted else None
+        out[key] = _convert(value, annotation, key, name)
     missing = [p.name for p in accepted.values() if p.default is inspect.Parameter.empty and p.name not in out]
     if missing:
         flags = " ".join(f"--param {m}=..." for m in missing)
@@ -239,11 +285,40 @@ def convert_params(factory: Callable[..., Any], name: str, raw: Mapping[str, str
     return out
 
 
+def _annotation(factory: Callable[..., Any], parameter: inspect.Parameter) -> Any:
+    """The parameter's annotation, resolved on its own (``None`` when it does not resolve)."""
+    annotation = parameter.annotation
+    if annotation is inspect.Parameter.empty:
+        return None
+    if isinstance(annotation, str):  # `from __future__ import annotations`, or a quoted name
+        namespace = getattr(inspect.unwrap(factory), "__globals__", {})
+        try:
+            annotation = eval(annotation, dict(namespace))  # as typing.get_type_hints does, one at a time
+        except Exception:
+            return None
+    return annotation
+
+
+def _optional_of(annotation: Any) -> Any:
+    """``X`` for ``Optional[X]`` / ``X | None``; ``None`` for any other annotation."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(args) == 1 and len(args) < len(typing.get_args(annotation)):
+        return args[0]
+    return None
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
 def _convert(value: str, annotation: Any, key: str, factory: str) -> Any:
+    inner = _optional_of(annotation)
+    if inner is not None:
+        if inner is not str and value.strip().lower() in ("null", "none"):
+            return None
+        annotation = inner
     if annotation is str:
         return value
     if annotation is Path:
