@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import inspect
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 import pytest
+from memory_work_source import CountingMemorySource, MemorySource
 
 import graflow.hookspecs as hookspecs
 from graflow import ParallelGroup, TaskWrapper, WorkflowEngine, hookimpl, task, workflow
@@ -23,7 +24,7 @@ from graflow.core import remote
 from graflow.exceptions import GraflowError, ParallelGroupError
 from graflow.plugins import manager
 from graflow.plugins.manager import PluginHost
-from graflow.worker import QueueDepth, TaskWorker, WorkItem, WorkSource
+from graflow.worker import TaskWorker, WorkItem, WorkSource
 from graflow.worker.main import build_parser
 
 
@@ -360,57 +361,6 @@ def test_a_failing_remote_finished_hook_never_changes_the_outcome(
 # --- workers -----------------------------------------------------------------------------------------
 
 
-class MemorySource:
-    """A WorkSource in memory, for driving a TaskWorker in a unit test."""
-
-    worker_timeout = 5.0
-
-    def __init__(self, items: list[WorkItem]) -> None:
-        self.items = list(items)
-        self.completed: list[tuple[WorkItem, bytes]] = []
-        self.cond = threading.Condition()
-
-    def fetch(
-        self, consumer: str, max_items: int, block_s: float, done: Sequence[tuple[WorkItem, bytes]] = ()
-    ) -> list[WorkItem]:
-        self.complete(consumer, done)
-        with self.cond:
-            self.cond.wait_for(lambda: bool(self.items), timeout=block_s)
-            taken, self.items = self.items[:max_items], self.items[max_items:]
-            return taken
-
-    def complete(self, consumer: str, done: Sequence[tuple[WorkItem, bytes]]) -> None:
-        with self.cond:
-            self.completed.extend(done)
-            self.cond.notify_all()
-
-    def release(self, consumer: str, items: Sequence[WorkItem]) -> None:
-        with self.cond:
-            self.items.extend(items)
-
-    def heartbeat(self, consumer: str, info: Mapping[str, Any]) -> None:
-        pass
-
-    def reclaim(self) -> int:
-        return 0
-
-    def release_lost(self, consumer: str, known: Collection[str], min_idle_s: float) -> int:
-        return 0
-
-    def leave(self, consumer: str) -> None:
-        pass
-
-    def workers(self) -> dict[str, dict[str, Any]]:
-        return {}
-
-    def depth(self) -> QueueDepth:
-        with self.cond:
-            return QueueDepth(waiting=len(self.items), running=0)
-
-    def close(self) -> None:
-        pass
-
-
 class WorkerRecorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -445,7 +395,7 @@ def item(task: TaskWrapper, item_id: str) -> WorkItem:
 
 
 def run_worker(items: list[WorkItem], recorder: object, options: dict[str, Any] | None = None) -> MemorySource:
-    source = MemorySource(items)
+    source = CountingMemorySource(items)
     worker = TaskWorker(source, worker_id="w7", block_s=0.05, plugins=[recorder], options=options)
     thread = threading.Thread(target=worker.start)
     thread.start()
@@ -474,11 +424,11 @@ def test_a_worker_plugin_can_refuse_its_settings(monkeypatch: pytest.MonkeyPatch
         def graflow_worker_started(options: dict[str, Any]) -> None:
             raise GraflowError(f"bad setting {options['queue']!r}")
 
-    worker = TaskWorker(MemorySource([]), plugins=[Refuses], options={"queue": "q"})
+    worker = TaskWorker(CountingMemorySource([]), plugins=[Refuses], options={"queue": "q"})
     with pytest.raises(GraflowError, match="bad setting 'q'"):
         worker.start()
     monkeypatch.setattr(main, "configure_logging", lambda level, fmt: None)  # leave structlog as tests have it
-    monkeypatch.setattr(main, "build_worker", lambda args: TaskWorker(MemorySource([]), plugins=[Refuses],
+    monkeypatch.setattr(main, "build_worker", lambda args: TaskWorker(CountingMemorySource([]), plugins=[Refuses],
                                                                        options=vars(args)))  # fmt: skip
     assert main.main(["--queue", "x"]) == 2
 

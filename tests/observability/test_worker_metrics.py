@@ -5,72 +5,19 @@ from __future__ import annotations
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from graflow_test_redis import wait_until
+from memory_work_source import CountingMemorySource, MemorySource
 
 from graflow import TaskWrapper, hookimpl
 from graflow.core import remote
 from graflow.exceptions import GraflowError
 from graflow.plugins import manager
-from graflow.worker import QueueDepth, TaskWorker, WorkItem
+from graflow.worker import TaskWorker, WorkItem
 from graflow_observability.metrics import metrics_address
-
-
-class MemorySource:
-    """A WorkSource in memory written before ``depth()`` existed: a worker never needs it."""
-
-    worker_timeout = 5.0
-    queue_name = "mem"
-
-    def __init__(self, items: Sequence[WorkItem] = ()) -> None:
-        self.items = list(items)
-        self.completed: list[tuple[WorkItem, bytes]] = []
-        self.cond = threading.Condition()
-
-    def fetch(
-        self, consumer: str, max_items: int, block_s: float, done: Sequence[tuple[WorkItem, bytes]] = ()
-    ) -> list[WorkItem]:
-        self.complete(consumer, done)
-        with self.cond:
-            self.cond.wait_for(lambda: bool(self.items), timeout=block_s)
-            taken, self.items = self.items[:max_items], self.items[max_items:]
-            return taken
-
-    def complete(self, consumer: str, done: Sequence[tuple[WorkItem, bytes]]) -> None:
-        with self.cond:
-            self.completed.extend(done)
-            self.cond.notify_all()
-
-    def release(self, consumer: str, items: Sequence[WorkItem]) -> None:
-        with self.cond:
-            self.items.extend(items)
-
-    def heartbeat(self, consumer: str, info: Mapping[str, Any]) -> None:
-        pass
-
-    def reclaim(self) -> int:
-        return 0
-
-    def release_lost(self, consumer: str, known: Collection[str], min_idle_s: float) -> int:
-        return 0
-
-    def leave(self, consumer: str) -> None:
-        pass
-
-    def workers(self) -> dict[str, dict[str, Any]]:
-        return {}
-
-    def close(self) -> None:
-        pass
-
-
-class CountingSource(MemorySource):
-    def depth(self) -> QueueDepth:
-        with self.cond:
-            return QueueDepth(waiting=len(self.items), running=0)
 
 
 def item(i: int) -> WorkItem:
@@ -130,7 +77,7 @@ def test_a_work_source_without_depth_feeds_a_worker_that_serves_metrics() -> Non
 
 def test_two_workers_of_one_process_keep_their_metrics_apart() -> None:
     """Default worker ids are host-pid, the same for every worker of a process."""
-    served, quiet = CountingSource(), CountingSource([item(i) for i in range(5)])
+    served, quiet = CountingMemorySource(), CountingMemorySource([item(i) for i in range(5)])
     a = TaskWorker(served, block_s=0.05, options=SERVE)
     b = TaskWorker(quiet, block_s=0.05)  # asks for no metrics
     assert a.worker_id == b.worker_id
